@@ -1,0 +1,187 @@
+"""`run_lab()`: bundles from a manifest -> a runner per bundle -> verdicts -> JSON + HTML reports + history.
+
+This is the one function the CLI, nox and tests call; `judge_results()` does the same for results recorded
+elsewhere (a lab phone's JSON), without running anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from device_tests import verdicts as V
+from device_tests.baselines import BaselineSet, load_baselines
+from device_tests.bundles import select_bundles
+from device_tests.compare import spread_ok
+from device_tests.errors import LabError
+from device_tests.evaluate import Evaluation, evaluate
+from device_tests.history import append_history, load_history, make_entry
+from device_tests.policy import Policy, load_policy
+from device_tests.record import BenchmarkResult
+from device_tests.report_html import render_report
+from device_tests.report_json import write_json_report
+from device_tests.runners.host import BundleInfo
+
+SURFACES = ("host", "web", "android")
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+@dataclasses.dataclass
+class LabRequest:
+    surface: str
+    bundles_dir: Path
+    report_dir: Path
+    selectors: Sequence[str] = ()
+    formats: Sequence[str] = ()
+    runs: int = 5
+    warmup: int = 1
+    prefill_tokens: int = 256
+    decode_tokens: int = 128
+    history_path: Path | None = None
+    """None: REPORT_DIR/history.jsonl."""
+    record_history: bool = True
+    baselines_path: Path | None = None
+    policy: Policy | None = None
+    # host
+    threads: int = 2
+    cpus: tuple[int, ...] | None = None
+    # web
+    precisions: tuple[str, ...] = ("F16", "F32")
+    chromium_path: str | None = None
+    # android
+    serial: str | None = None
+    backend: str = "cpu"
+    android_threads: int | None = None
+    binary_path: str | None = None
+    android_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Further run_android_benchmark keywords: adb_host, adb_port, thermal_limit_c, ..."""
+    timeout_s: float = 900.0
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.surface not in SURFACES:
+            raise LabError(f"unknown surface {self.surface!r}; choose one of: {', '.join(SURFACES)}")
+        if self.runs < 1 or self.warmup < 0:
+            raise LabError("--runs must be at least 1 and --warmup at least 0")
+        if self.prefill_tokens < 1 or self.decode_tokens < 1:
+            raise LabError("--prefill and --decode must be positive token counts")
+
+
+@dataclasses.dataclass
+class LabOutcome:
+    evaluations: list[Evaluation]
+    json_path: Path
+    html_path: Path
+    history_path: Path
+
+    @property
+    def exit_code(self) -> int:
+        verdicts = {ev.verdict for ev in self.evaluations}
+        if V.FAIL in verdicts:
+            return EXIT_FAIL
+        if V.ERROR in verdicts:
+            return EXIT_ERROR
+        return EXIT_OK
+
+
+def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[[BenchmarkResult], None]) -> None:
+    """Run the surface's runner over the bundles, handing each result to `on_result` as soon as it exists."""
+    if request.surface == "host":
+        from device_tests.runners.host import HostRunOptions, run_host_benchmark
+
+        options = HostRunOptions(
+            prefill_tokens=request.prefill_tokens, decode_tokens=request.decode_tokens, runs=request.runs,
+            warmup=request.warmup, threads=request.threads, cpus=request.cpus, timeout_s=request.timeout_s,
+        )
+        for bundle in bundles:
+            on_result(run_host_benchmark(bundle, options))
+    elif request.surface == "web":
+        from device_tests.runners.web import WebRunOptions, load_automation, run_web_benchmark
+        from device_tests.runners.web_server import serve_bundles
+
+        load_automation()  # fail before starting a server when the web demo is not there
+        web_options = WebRunOptions(
+            prefill_tokens=request.prefill_tokens, decode_tokens=request.decode_tokens, runs=request.runs,
+            warmup=request.warmup, precisions=request.precisions, chromium_path=request.chromium_path,
+            timeout_s=request.timeout_s,
+        )
+        with serve_bundles(request.bundles_dir) as base_url:
+            for bundle in bundles:
+                for result in run_web_benchmark(base_url, bundle, web_options):
+                    on_result(result)
+    else:
+        from device_tests.runners.android import AndroidRunOptions, run_android
+
+        android_options = AndroidRunOptions(
+            serial=request.serial, backend=request.backend, prefill_tokens=request.prefill_tokens,
+            decode_tokens=request.decode_tokens, runs=request.runs, warmup=request.warmup,
+            binary_path=request.binary_path, threads=request.android_threads, timeout_s=request.timeout_s,
+            extra=dict(request.android_extra),
+        )
+        for bundle in bundles:
+            on_result(run_android(bundle, android_options, log=lambda line: print(f"  {line}", flush=True)))
+
+
+def run_lab(request: LabRequest, on_evaluation: Callable[[Evaluation], None] | None = None) -> LabOutcome:
+    """Measure every selected bundle, judge each result, write the reports and append the history."""
+    formats = request.formats or (("task",) if request.surface == "web" else ())
+    bundles = select_bundles(request.bundles_dir, request.selectors, formats)
+    results: list[BenchmarkResult] = []
+
+    def collect(result: BenchmarkResult) -> None:
+        results.append(result)
+
+    started = _now()
+    measure(request, bundles, collect)
+    return judge_results(results, request, started=started, on_evaluation=on_evaluation)
+
+
+def judge_results(
+    results: Sequence[BenchmarkResult],
+    request: LabRequest,
+    *,
+    started: str | None = None,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+) -> LabOutcome:
+    """Judge results (measured now or recorded elsewhere), write JSON + HTML, append the history."""
+    baselines: BaselineSet = load_baselines(request.baselines_path)
+    policy = request.policy or load_policy()
+    history_path = request.history_path or request.report_dir / "history.jsonl"
+    history = load_history(history_path)
+    evaluations = []
+    new_entries = []
+    for result in results:
+        ev = evaluate(result, baselines, policy, history)
+        evaluations.append(ev)
+        new_entries.append(make_entry(result, ev.verdict, stable=spread_ok(result, policy)))
+        if on_evaluation:
+            on_evaluation(ev)
+    if request.record_history:
+        append_history(history_path, new_entries)
+        history = history + new_entries
+    meta: dict[str, Any] = {
+        "surface": request.surface, "started_utc": started or _now(), "generated_utc": _now(),
+        "command": request.command or shlex.join(sys.argv), "runs": request.runs, "warmup": request.warmup,
+        "prefill_tokens": request.prefill_tokens, "decode_tokens": request.decode_tokens,
+        "bundles_dir": str(request.bundles_dir), "baselines": str(baselines.path), "history_path": str(history_path),
+        "policy": {"cv_limit": policy.cv_limit,
+                   "metrics": {n: dataclasses.asdict(r) for n, r in policy.metrics.items()}},
+    }
+    request.report_dir.mkdir(parents=True, exist_ok=True)
+    stamp = meta["generated_utc"].replace(":", "").replace("-", "")
+    json_path = write_json_report(request.report_dir / f"lab-{request.surface}-{stamp}.json", evaluations, meta)
+    html_text = render_report(evaluations, baselines=baselines, policy=policy, history=history, meta=meta)
+    html_path = request.report_dir / f"lab-{request.surface}-{stamp}.html"
+    html_path.write_text(html_text, encoding="utf-8")
+    for name, path in (("latest.json", json_path), ("latest.html", html_path)):
+        (request.report_dir / f"lab-{request.surface}-{name}").write_bytes(path.read_bytes())
+    return LabOutcome(evaluations, json_path, html_path, history_path)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

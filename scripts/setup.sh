@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install everything gemma-edge needs, idempotently: a Python 3.11 virtualenv with the pinned packages,
+# Debian's chromium and adb where missing, and the web demo's pinned npm packages.
+# Re-running it on a set-up machine takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "gemma-edge needs Python 3.11"' \
+  || { echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.gemma-edge-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages (first time: a few minutes)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch first and alone, so pip takes the pinned CPU wheel where one is provided (PIP_FIND_LINKS).
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  touch "$stamp"
+fi
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v adb >/dev/null 2>&1 || need_apt+=(adb)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${need_apt[*]} from Debian"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install ${need_apt[*]} (no apt-get here); browser and adb tests will be skipped"
+  fi
+fi
+
+if [ -f web_demo/package-lock.json ] && [ ! -d web_demo/node_modules/@mediapipe/tasks-genai ]; then
+  command -v npm >/dev/null 2>&1 || { echo "setup: npm is required for the web demo (install Node.js 20+)"; exit 1; }
+  echo "setup: installing the web demo's npm packages (pinned by package-lock.json)"
+  (cd web_demo && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ready"

@@ -1,0 +1,73 @@
+"""Stage 2a: export the float (fp32) multi-signature `.tflite` with litert-torch, once per (ekv, prefill set).
+
+Exporting is the expensive step (1B: 5.5 min, 14.8 GB peak RSS); quantizing the float file afterwards takes
+seconds. So every recipe of a (checkpoint, ekv, prefill lengths) shares one cached float export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from sdk_build.atomic import atomic_path, check_free_space
+from sdk_build.sources.checkpoint import Checkpoint
+
+EXPORT_FORMAT_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """litert-torch export settings; the defaults are the ones LiteRT-LM and the web executor load."""
+
+    mask_as_input: bool = True
+    transposed_kv_cache: bool = True
+    lora_ranks: tuple[int, ...] = ()
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def float_export_path(cache_dir: Path, checkpoint: Checkpoint, ekv: int, prefill: tuple[int, ...], options: ExportOptions) -> Path:
+    prefills = "-".join(str(p) for p in sorted(prefill))
+    name = f"{checkpoint.fingerprint}_ekv{ekv}_p{prefills}_{options.key()}_v{EXPORT_FORMAT_VERSION}_f32.tflite"
+    return Path(cache_dir) / "exports" / name
+
+
+def export_float_tflite(
+    checkpoint: Checkpoint,
+    ekv: int,
+    prefill_lengths: tuple[int, ...],
+    destination: Path,
+    options: ExportOptions = ExportOptions(),
+) -> Path:
+    """Convert `checkpoint` to an fp32 `.tflite` at `destination` (atomically). Runs in the calling process."""
+    from litert_torch.generative.layers import kv_cache
+    from litert_torch.generative.utilities import converter
+
+    from sdk_build.model_loader import load_torch_model
+
+    params = checkpoint.shape.parameter_count
+    check_free_space(destination.parent, int(params * 4 * 1.2))
+    model = load_torch_model(checkpoint, mask_cache_size=ekv)
+    export_config = converter.ExportConfig(
+        mask_as_input=options.mask_as_input,
+        kvcache_layout=kv_cache.KV_LAYOUT_TRANSPOSED if options.transposed_kv_cache else kv_cache.KV_LAYOUT_DEFAULT,
+    )
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".export-") as workdir:
+        produced = converter.convert_to_tflite(
+            model,
+            output_path=workdir,
+            output_name_prefix="model",
+            prefill_seq_len=sorted(prefill_lengths),
+            kv_cache_max_len=ekv,
+            quantize="none",
+            lora_ranks=list(options.lora_ranks) or None,
+            export_config=export_config,
+        )
+        with atomic_path(destination) as tmp:
+            shutil.move(produced, tmp)
+    return destination

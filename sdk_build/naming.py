@@ -1,0 +1,20 @@
+"""Output names in seed 001's scheme: `Gemma3-1B-IT_multi-prefill-seq_q4_block128_ekv1280.task`."""
+
+from __future__ import annotations
+
+from sdk_build.sources.checkpoint import Checkpoint
+from sdk_build.spec import BundleFormat, VariantSpec
+
+
+def bundle_stem(checkpoint: Checkpoint, variant: VariantSpec) -> str:
+    if variant.output_name:
+        return variant.output_name
+    prefill = (
+        "multi-prefill-seq" if len(variant.prefill_lengths) > 1 else f"prefill-seq{variant.prefill_lengths[0]}"
+    )
+    web = "_web" if variant.target.value == "web-gpu" else ""
+    return f"{checkpoint.display_name}_{prefill}_{variant.recipe.file_tag}_ekv{variant.ekv}{web}"
+
+
+def bundle_filename(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat) -> str:
+    return bundle_stem(checkpoint, variant) + fmt.suffix

@@ -1,0 +1,132 @@
+"""The typed spec of one build variant: the single definition the CLI flags, the TOML matrix and the tests produce.
+
+Closed choices are enums so a typo fails at parse time with the list of valid values, not half way into
+a 6-minute export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+
+from sdk_build.errors import SpecError
+
+DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (32, 128, 512, 1280)
+"""Seed 001: Google's Gemma 3 1B files carry prefill signatures of 32, 128, 512 and 1280 tokens."""
+
+
+class Recipe(str, enum.Enum):
+    """Weight quantization recipes. See README "Recipes" for exactly what each one does."""
+
+    FP32 = "fp32"
+    DYNAMIC_INT8 = "dynamic_int8"
+    DYNAMIC_INT4_BLOCK32 = "dynamic_int4_block32"
+    DYNAMIC_INT4_BLOCK128 = "dynamic_int4_block128"
+    DYNAMIC_INT4_BLOCK32_ALL = "dynamic_int4_block32_all"
+    DYNAMIC_INT4_BLOCK128_ALL = "dynamic_int4_block128_all"
+    INT4_QAT = "int4_qat"
+
+    @property
+    def file_tag(self) -> str:
+        """The quantization part of seed 001's file names (`..._q4_block128_ekv1280.task`)."""
+        return _FILE_TAGS[self]
+
+
+_FILE_TAGS = {
+    Recipe.FP32: "f32",
+    Recipe.DYNAMIC_INT8: "q8",
+    Recipe.DYNAMIC_INT4_BLOCK32: "q4_block32",
+    Recipe.DYNAMIC_INT4_BLOCK128: "q4_block128",
+    Recipe.DYNAMIC_INT4_BLOCK32_ALL: "q4_block32_all",
+    Recipe.DYNAMIC_INT4_BLOCK128_ALL: "q4_block128_all",
+    Recipe.INT4_QAT: "q4_qat",
+}
+
+
+class Target(str, enum.Enum):
+    ANDROID_CPU = "android-cpu"
+    ANDROID_GPU = "android-gpu"
+    IOS = "ios"
+    WEB_GPU = "web-gpu"
+
+
+class BundleFormat(str, enum.Enum):
+    TASK = "task"
+    LITERTLM = "litertlm"
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+
+def parse_enum(kind: type[enum.Enum], value: str, what: str) -> enum.Enum:
+    """Parse a closed choice, naming the valid values when the input is not one of them."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)  # type: ignore[attr-defined]
+        raise SpecError(f"unknown {what} {value!r}; choose one of: {choices}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantSpec:
+    """One bundle to build: how to quantize, how big a KV cache, which prefill signatures, which file format."""
+
+    recipe: Recipe
+    ekv: int
+    prefill_lengths: tuple[int, ...] = DEFAULT_PREFILL_LENGTHS
+    formats: tuple[BundleFormat, ...] = (BundleFormat.TASK,)
+    target: Target = Target.ANDROID_CPU
+    output_name: str | None = None
+    """File stem; None means seed 001's scheme (see `sdk_build.naming`)."""
+
+    def __post_init__(self) -> None:
+        if self.ekv <= 0:
+            raise SpecError(f"ekv must be a positive number of tokens, got {self.ekv}")
+        if not self.prefill_lengths:
+            raise SpecError("at least one prefill length is needed")
+        if any(length <= 0 for length in self.prefill_lengths):
+            raise SpecError(f"prefill lengths must be positive, got {list(self.prefill_lengths)}")
+        largest = max(self.prefill_lengths)
+        if self.ekv < largest:
+            raise SpecError(
+                f"ekv {self.ekv} is smaller than the largest prefill length {largest}: the KV cache must hold a "
+                f"whole prefill; raise --ekv to at least {largest} or drop that prefill length"
+            )
+        if not self.formats:
+            raise SpecError("at least one bundle format is needed")
+
+    @property
+    def export_key(self) -> tuple[int, tuple[int, ...]]:
+        """Variants sharing this key share one float export: quantization happens after it."""
+        return (self.ekv, tuple(sorted(self.prefill_lengths)))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "recipe": self.recipe.value,
+            "ekv": self.ekv,
+            "prefill_lengths": list(self.prefill_lengths),
+            "formats": [fmt.value for fmt in self.formats],
+            "target": self.target.value,
+            "output_name": self.output_name,
+        }
+
+
+def make_variant(
+    recipe: str,
+    ekv: int,
+    prefill_lengths: Sequence[int] | None = None,
+    formats: Sequence[str] = ("task",),
+    target: str = "android-cpu",
+    output_name: str | None = None,
+) -> VariantSpec:
+    """Build a VariantSpec from plain strings (CLI flags, TOML), with clear errors for bad values."""
+    return VariantSpec(
+        recipe=parse_enum(Recipe, recipe, "recipe"),  # type: ignore[arg-type]
+        ekv=int(ekv),
+        prefill_lengths=tuple(int(n) for n in (prefill_lengths or DEFAULT_PREFILL_LENGTHS)),
+        formats=tuple(parse_enum(BundleFormat, f, "format") for f in formats),  # type: ignore[misc]
+        target=parse_enum(Target, target, "target"),  # type: ignore[arg-type]
+        output_name=output_name,
+    )

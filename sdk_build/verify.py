@@ -1,0 +1,251 @@
+"""Stage 5: run a bundle on this CPU with LiteRT-LM and compare its greedy tokens with the fp32 PyTorch model.
+
+The reference is the litert-torch decoder built from the same checkpoint in fp32, before conversion, so a
+disagreement measures exactly what conversion and quantization changed. Two figures are reported:
+- teacher-forced top-1 agreement (the headline): at every position of the reference's greedy continuation,
+  is the bundle's next token, given the reference prefix, the reference's argmax? One early divergence does
+  not drag down every later position, so this measures per-token fidelity, as llama.cpp-style evaluations do;
+- the free-running continuation of each, with the first position where they diverge. Both outputs go through the same
+SentencePiece decode -> encode before being compared, so a multi-token character split across stream chunks
+cannot count as a difference. A bundle fails outright when LiteRT-LM errors (e.g. an id of -1 from NaN logits)
+or generates nothing where the reference generates text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from sdk_build.errors import VerifyError
+from sdk_build.manifest import load_manifest
+from sdk_build.sources import Checkpoint, resolve_checkpoint
+
+DEFAULT_PROMPTS = (
+    "The capital of France is",
+    "The quick brown fox",
+    "Water boils at a temperature of",
+    "def fibonacci(n):",
+)
+
+
+@dataclasses.dataclass
+class PromptResult:
+    prompt: str
+    reference_text: str
+    bundle_text: str
+    reference_tokens: list[int]
+    bundle_tokens: list[int]
+    matching: int
+    first_divergence: int | None
+    forced_matches: int = 0
+    forced_positions: int = 0
+    error: str = ""
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    bundle: str
+    checkpoint: str
+    new_tokens: int
+    results: list[PromptResult]
+    problems: list[str]
+
+    @property
+    def top1_agreement(self) -> float:
+        """Teacher-forced: share of reference positions where the bundle picks the reference's next token."""
+        positions = sum(r.forced_positions for r in self.results)
+        return sum(r.forced_matches for r in self.results) / positions if positions else 0.0
+
+    @property
+    def free_running_agreement(self) -> float:
+        compared = sum(max(len(r.reference_tokens), 1) for r in self.results)
+        return sum(r.matching for r in self.results) / compared if compared else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **dataclasses.asdict(self), "top1_agreement": self.top1_agreement,
+            "free_running_agreement": self.free_running_agreement, "passed": self.passed,
+        }
+
+
+def reference_greedy(checkpoint: Checkpoint, prompts: tuple[str, ...], new_tokens: int, ekv: int) -> list[list[int]]:
+    """Greedy continuations (token ids, without the prompt) from the fp32 litert-torch model."""
+    import sentencepiece as spm
+    import torch
+    from litert_torch.generative.layers import kv_cache as kv_utils
+
+    from sdk_build.model_loader import load_torch_model
+
+    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
+    # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
+    ekv = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
+    model = load_torch_model(checkpoint, mask_cache_size=ekv)
+    stops = {tokenizer.eos_id(), tokenizer.piece_to_id("<end_of_turn>")}
+    outputs = []
+    with torch.inference_mode():
+        for prompt in prompts:
+            ids = [tokenizer.bos_id(), *tokenizer.encode(prompt)]
+            cache = kv_utils.KVCache.from_model_config(ekv, model.config)
+            result = model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)
+            generated: list[int] = []
+            position = len(ids)
+            while len(generated) < new_tokens and position < ekv:
+                token = int(torch.argmax(result["logits"][0, -1]).item())
+                if token in stops:
+                    break
+                generated.append(token)
+                result = model(
+                    torch.tensor([[token]]), torch.tensor([position], dtype=torch.int), result["kv_cache"]
+                )
+                position += 1
+            outputs.append(generated)
+    return outputs
+
+
+def bundle_greedy(bundle: Path, prompts: tuple[str, ...], new_tokens: int, ekv: int, threads: int) -> list[tuple[str, str]]:
+    """(text, error) per prompt from LiteRT-LM's CPU backend with top-1 sampling."""
+    from litert_lm import Backend, Engine, SamplerConfig
+
+    try:
+        engine = Engine(str(bundle), backend=Backend.CPU(thread_count=threads), max_num_tokens=ekv)
+    except Exception as exc:
+        raise VerifyError(f"LiteRT-LM could not load {bundle.name}: {exc}") from exc
+    results = []
+    try:
+        for prompt in prompts:
+            session = engine.create_session(
+                apply_prompt_template=False, sampler_config=SamplerConfig(top_k=1), max_output_tokens=new_tokens
+            )
+            try:
+                session.run_prefill([prompt])
+                texts = session.run_decode().texts
+                results.append((texts[0] if texts else "", ""))
+            except Exception as exc:  # the engine reports NaN/-1 ids and similar as RuntimeError
+                results.append(("", f"{type(exc).__name__}: {exc}"))
+            finally:
+                session.close()
+    finally:
+        engine.close()
+    return results
+
+
+def reference_next_tokens(checkpoint: Checkpoint, contexts: list[list[int]]) -> list[int]:
+    """fp32 argmax of the next token after each context (full forward, no cache)."""
+    import torch
+    from litert_torch.generative.layers import kv_cache as kv_utils
+
+    from sdk_build.model_loader import load_torch_model
+
+    longest = max(len(c) for c in contexts) + 1
+    model = load_torch_model(checkpoint, mask_cache_size=longest)
+    picks = []
+    with torch.inference_mode():
+        for ids in contexts:
+            cache = kv_utils.KVCache.from_model_config(longest, model.config)
+            out = model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)
+            picks.append(int(torch.argmax(out["logits"][0, -1]).item()))
+    return picks
+
+
+def bundle_next_texts(bundle: Path, contexts: list[str], ekv: int, threads: int) -> list[str]:
+    """The text of the single greedy token LiteRT-LM produces after each context."""
+    from litert_lm import Backend, Engine, SamplerConfig
+
+    engine = Engine(str(bundle), backend=Backend.CPU(thread_count=threads), max_num_tokens=ekv)
+    texts = []
+    try:
+        for context in contexts:
+            session = engine.create_session(
+                apply_prompt_template=False, sampler_config=SamplerConfig(top_k=1), max_output_tokens=1
+            )
+            try:
+                session.run_prefill([context])
+                out = session.run_decode().texts
+                texts.append(out[0] if out else "")
+            except Exception as exc:
+                texts.append(f"<error {exc}>")
+            finally:
+                session.close()
+    finally:
+        engine.close()
+    return texts
+
+
+def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]:
+    matching = sum(1 for a, b in zip(reference, produced) if a == b)
+    divergence = next((i for i, (a, b) in enumerate(zip(reference, produced)) if a != b), None)
+    if divergence is None and len(reference) != len(produced):
+        divergence = min(len(reference), len(produced))
+    return matching, divergence
+
+
+def _teacher_forced(checkpoint, bundle, tokenizer, prompts, reference, results, ekv, threads) -> None:
+    """Fill forced_matches/forced_positions: compare next-token picks along the reference continuation."""
+    contexts_text, contexts_ids, owners = [], [], []
+    for index, (prompt, ref_ids) in enumerate(zip(prompts, reference)):
+        for k in range(len(ref_ids)):
+            text = prompt + tokenizer.decode(ref_ids[:k]) if k else prompt
+            contexts_text.append(text)
+            contexts_ids.append([tokenizer.bos_id(), *tokenizer.encode(text)])
+            owners.append(index)
+    if not contexts_text:
+        return
+    expected_ids = reference_next_tokens(checkpoint, contexts_ids)
+    produced = bundle_next_texts(bundle, contexts_text, ekv, threads)
+    for owner, ids, expected, text in zip(owners, contexts_ids, expected_ids, produced):
+        # Incremental decode, as a streaming detokenizer would print the new token.
+        expected_text = tokenizer.decode(ids[1:] + [expected])[len(tokenizer.decode(ids[1:])):]
+        results[owner].forced_positions += 1
+        results[owner].forced_matches += int(text == expected_text)
+
+
+def verify_bundle(
+    bundle: Path,
+    checkpoint_ref: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+    new_tokens: int = 16,
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS,
+    threads: int = 2,
+    min_agreement: float | None = None,
+) -> VerifyReport:
+    import sentencepiece as spm
+
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise VerifyError(f"no bundle at {bundle}")
+    entry = load_manifest(bundle.parent).find(bundle.name)
+    if entry is None and checkpoint_ref is None:
+        raise VerifyError(
+            f"{bundle.name} is not in {bundle.parent}/manifest.json; pass --checkpoint to say which checkpoint it came from"
+        )
+    ref = checkpoint_ref or entry.checkpoint["ref"]  # type: ignore[union-attr]
+    custom = entry is not None and entry.model == "gemma3-custom"
+    checkpoint = resolve_checkpoint(ref, cache_dir, allow_custom_shape=custom or checkpoint_ref is not None)
+    if entry is not None and entry.checkpoint["fingerprint"] != checkpoint.fingerprint:
+        raise VerifyError(f"{ref} has changed since {bundle.name} was built (fingerprint differs); rebuild it")
+    ekv = entry.ekv if entry else 1024
+    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
+    reference = reference_greedy(checkpoint, prompts, new_tokens, ekv)
+    produced = bundle_greedy(bundle, prompts, new_tokens, ekv, threads)
+    results, problems = [], []
+    for prompt, ref_ids, (text, error) in zip(prompts, reference, produced):
+        ref_text = tokenizer.decode(ref_ids)
+        ref_tokens = tokenizer.encode(ref_text)
+        got_tokens = tokenizer.encode(text)[: len(ref_tokens) or None] if text else []
+        matching, divergence = compare(ref_tokens, got_tokens)
+        results.append(PromptResult(prompt, ref_text, text, ref_tokens, got_tokens, matching, divergence, error=error))
+        if error:
+            problems.append(f"{prompt!r}: LiteRT-LM failed: {error}")
+        elif ref_tokens and not got_tokens:
+            problems.append(f"{prompt!r}: the bundle generated nothing (NaN logits or a broken stop token?)")
+    if not problems:
+        _teacher_forced(checkpoint, bundle, tokenizer, prompts, reference, results, ekv, threads)
+    report = VerifyReport(bundle.name, ref, new_tokens, results, problems)
+    if min_agreement is not None and report.top1_agreement < min_agreement:
+        report.problems.append(f"top-1 agreement {report.top1_agreement:.1%} is below the required {min_agreement:.0%}")
+    return report

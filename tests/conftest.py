@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny Gemma-3-shaped bundles built through the real pipeline (seconds, no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GEMMA_EDGE_QUIET", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_EKV = 256
+TINY_PREFILL = (32, 128)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long builds/benchmarks; run with `nox -s slow_tests` (not in CI)")
+
+
+@pytest.fixture(scope="session")
+def gemma_edge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder for resolved checkpoints and float exports, shared by the whole test session."""
+    return Path(os.environ.get("GEMMA_EDGE_TEST_CACHE") or tmp_path_factory.mktemp("gemma-edge-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path, gemma_edge_cache: Path) -> Path:
+    """A folder with a tiny instruction-tuned int8 `.task` and `.litertlm` (ekv 256, prefill 32/128) and manifest.json."""
+    from sdk_build.pipeline import build
+    from sdk_build.spec import make_variant
+
+    out = tmp_path_factory.mktemp("tiny-bundles")
+    variant = make_variant("dynamic_int8", TINY_EKV, TINY_PREFILL, formats=["task", "litertlm"])
+    build(str(tiny_checkpoint_dir), variant, out, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    return out

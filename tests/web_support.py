@@ -1,0 +1,73 @@
+"""Helpers for the web demo tests: a real waitress server on a loopback port, and a bundle folder to serve.
+
+Not fixtures (tests/conftest.py is shared); each test module builds its fixtures from these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import threading
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from sdk_build.manifest import load_manifest
+
+
+@dataclasses.dataclass
+class LiveServer:
+    base_url: str
+    app: Any
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base_url + path, timeout=30) as response:
+            return json.load(response)
+
+
+@contextlib.contextmanager
+def live_server(config: Mapping[str, Any]) -> Iterator[LiveServer]:
+    """`create_app(config)` under waitress (the production server) in a thread, on a free loopback port."""
+    from waitress.server import create_server
+
+    from web_demo import create_app
+
+    app = create_app(config)
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(base_url=f"http://127.0.0.1:{server.effective_port}", app=app)
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+def make_serving_dir(tiny_bundle_dir: Path, destination: Path) -> dict[str, Any]:
+    """Copy the tiny bundles + manifest into `destination` and add test-only entries.
+
+    Added: a pretrained (raw text) copy of the `.task`, an entry whose file is missing (download failure), an
+    unlisted file next to the bundles and a secret outside the folder (neither may ever be served).
+    Returns {"task": name, "pt_task": name, "missing": name, "unlisted": name, "secret": Path}.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(tiny_bundle_dir)
+    data = manifest.to_dict()
+    for entry in manifest.bundles:
+        shutil.copy2(tiny_bundle_dir / entry.file, destination / entry.file)
+    task = next(e for e in manifest.bundles if e.format == "task")
+    pt_name = task.file.replace(".task", "_pretrained.task")
+    shutil.copy2(tiny_bundle_dir / task.file, destination / pt_name)
+    pt = {**task.to_dict(), "file": pt_name, "instruction_tuned": False, "target": "test-pretrained",
+          "prompt_template": {"user_prefix": "", "user_suffix": "", "model_prefix": "", "model_suffix": ""}}
+    missing = {**task.to_dict(), "file": "missing_bundle.task", "target": "test-missing", "quantization": "none"}
+    data["bundles"] += [pt, missing]
+    (destination / "manifest.json").write_text(json.dumps(data, indent=2))
+    (destination / "unlisted.task").write_bytes(b"\0\0\0\0not in the manifest")
+    secret = destination.parent / "secret.txt"
+    secret.write_text("top secret")
+    return {"task": task.file, "pt_task": pt_name, "missing": "missing_bundle.task", "unlisted": "unlisted.task",
+            "secret": secret, "entries": data["bundles"]}
