@@ -179,33 +179,35 @@ def run_android_benchmark(
                "binary_sha256": pushes["binary"].sha256, "bundle_remote": bundle_remote,
                "pushes": {k: dataclasses.asdict(r) for k, r in pushes.items()}, "command": command,
                "thermal_limit_c": thermal_limit_c, "warmup": warmup, "runs": [],
-               "stand_in": "stand-in" in facts.manufacturer.lower()})
+               "stand_in": "stand-in" in facts.label.lower()})
 
-    for index in range(warmup + runs):
+    total = warmup + runs
+    for index in range(total):
         kind = "warmup" if index < warmup else "measured"
-        cool = wait_until_cool(device, thermal_limit_c, max_wait_s=cooldown_max_s, poll_s=cooldown_poll_s,
-                               timeout_s=min(timeout_s, 30.0))
-        say(f"run {index + 1}/{warmup + runs} ({kind}): {cool.reading.describe()}"
-            + (f", waited {cool.waited_s:.1f} s to cool" if cool.waited_s >= 0.05 else ""))
-        record: dict[str, Any] = {"kind": kind, "start_thermal": cool.reading.describe(),
-                                  "start_temp_c": cool.reading.device_c, "cooldown_waited_s": round(cool.waited_s, 2),
-                                  "cooled": cool.cooled}
+        record: dict[str, Any] = {"kind": kind}
         session.extra["runs"].append(record)
-        started = time.monotonic()
         try:
-            out = shell.run(device, command, timeout_s=timeout_s)
-        except CommandTimeoutError as exc:
-            _kill_run(device, remote_dir)
-            record["error"] = "timeout"
-            message = f"run {index + 1} ({kind}) exceeded {timeout_s:g} s on {serial}; {len(session.samples)} measured run(s) kept"
-            raise BenchmarkTimeoutError(message, session.result("error", message)) from exc
+            cool = wait_until_cool(device, thermal_limit_c, max_wait_s=cooldown_max_s, poll_s=cooldown_poll_s,
+                                   timeout_s=min(timeout_s, 30.0))
+            say(f"run {index + 1}/{total} ({kind}): {cool.reading.describe()}"
+                + (f", waited {cool.waited_s:.1f} s to cool" if cool.waited_s > 0 else ""))
+            record.update(start_thermal=cool.reading.describe(), start_temp_c=cool.reading.device_c,
+                          cooldown_waited_s=round(cool.waited_s, 2), cooled=cool.cooled)
+            started = time.monotonic()
+            try:
+                out = shell.run(device, command, timeout_s=timeout_s)
+            except CommandTimeoutError as exc:
+                _kill_run(device, remote_dir)
+                record["error"] = "timeout"
+                message = (f"run {index + 1}/{total} ({kind}) exceeded its time-out of {timeout_s:g} s on {serial} "
+                           f"and was killed; {len(session.samples)} measured run(s) kept")
+                raise BenchmarkTimeoutError(message, session.result("error", message)) from exc
         except (DeviceDisconnectedError, DeviceNotFoundError) as exc:
             record["error"] = "disconnected"
-            message = (f"device {serial} disappeared during run {index + 1} ({kind}): {exc}; "
+            message = (f"device {serial} disappeared during run {index + 1}/{total} ({kind}): {exc}; "
                        f"{len(session.samples)} measured run(s) kept")
             raise DeviceDisconnectedError(message, session.result("error", message)) from exc
-        record["wall_s"] = round(time.monotonic() - started, 3)
-        record["exit_code"] = out.exit_code
+        record.update(wall_s=round(time.monotonic() - started, 3), exit_code=out.exit_code)
         text = out.stdout + "\n" + out.stderr
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -213,11 +215,11 @@ def run_android_benchmark(
         if out.exit_code != 0:
             tail = " / ".join(text.strip().splitlines()[-3:])
             status = "unsupported" if backend == "gpu" and _looks_unsupported(text) else "error"
-            return session.result(status, f"run {index + 1} ({kind}) exited with {out.exit_code}: {tail}")
+            return session.result(status, f"run {index + 1}/{total} ({kind}) exited with {out.exit_code}: {tail}")
         try:
             parsed = parse_benchmark_output(text)
         except OutputParseError as exc:
-            return session.result("error", f"run {index + 1} ({kind}): {exc}")
+            return session.result("error", f"run {index + 1}/{total} ({kind}): {exc}")
         record.update(prefill_tokens_per_s=parsed.prefill_tokens_per_s, decode_tokens_per_s=parsed.decode_tokens_per_s,
                       peak_memory_bytes=parsed.peak_memory_bytes)
         if kind == "measured":

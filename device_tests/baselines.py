@@ -20,7 +20,12 @@ SCHEMA_VERSION = 1
 BACKENDS = ("cpu", "gpu", "npu")
 PRECISIONS = ("", "F16", "F32")
 PUBLISHED_METRICS = (
-    "prefill_tokens_per_s", "decode_tokens_per_s", "ttft_s", "cpu_rss_mib", "gpu_rss_mib", "model_size_mib",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "ttft_s",
+    "cpu_rss_mib",
+    "gpu_rss_mib",
+    "model_size_mib",
 )
 
 
@@ -104,8 +109,10 @@ def load_baselines(path: Path | None = None) -> BaselineSet:
     if data.get("schema_version") != SCHEMA_VERSION:
         raise LabError(f"{path}: schema_version must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
     sources = {k: Source(key=k, **v) for k, v in data.get("sources", {}).items()}
-    devices = {k: Device(key=k, name=v["name"], match=tuple(v.get("match", [v["name"]])))
-               for k, v in data.get("devices", {}).items()}
+    devices = {
+        k: Device(key=k, name=v["name"], match=tuple(v.get("match", [v["name"]])))
+        for k, v in data.get("devices", {}).items()
+    }
     rows = [_baseline(row, sources, devices, path) for row in data.get("baseline", [])]
     ids = [row.id for row in rows]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})

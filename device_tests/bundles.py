@@ -53,11 +53,20 @@ def select_bundles(bundles_dir: Path, selectors: Sequence[str] = (), formats: Se
         path = bundles_dir / entry.file
         if not path.is_file():
             raise LabError(f"{path} is listed in the manifest but missing; rebuild it")
-        chosen.append(BundleInfo(
-            path=path, sha256=entry.sha256, quantization=entry.quantization, ekv=entry.ekv, model=entry.model,
-            bundle_format=entry.format, prefill_signatures=tuple(entry.prefill_lengths),
-        ))
+        chosen.append(
+            BundleInfo(
+                path=path,
+                sha256=entry.sha256,
+                quantization=entry.quantization,
+                ekv=entry.ekv,
+                model=entry.model,
+                bundle_format=entry.format,
+                prefill_signatures=tuple(entry.prefill_lengths),
+            )
+        )
     if not chosen:
         available = ", ".join(f"{b.file} ({b.quantization}, {b.format})" for b in manifest.bundles)
-        raise LabError(f"no bundle in {bundles_dir} matches {list(selectors)} (formats {list(formats)}); have: {available}")
+        raise LabError(
+            f"no bundle in {bundles_dir} matches {list(selectors)} (formats {list(formats)}); have: {available}"
+        )
     return chosen

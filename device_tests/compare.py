@@ -94,7 +94,8 @@ def spread_ok(result: BenchmarkResult, policy: Policy) -> bool:
     measured = measured_metrics(result)
     return all(
         measured[rule.name].cv is None or measured[rule.name].cv <= policy.cv_limit  # type: ignore[operator]
-        for rule in policy.gated if rule.name in measured
+        for rule in policy.gated
+        if rule.name in measured
     )
 
 
@@ -153,10 +154,14 @@ def check_against_baselines(result: BenchmarkResult, baselines: BaselineSet, pol
     own_device = [b for b in candidates if b.device.matches(*names)]
     if not own_device:
         devices = sorted({b.device.name for b in candidates})
-        return [Check(
-            "baseline", V.DIFFERENT_DEVICE, ",".join(b.id for b in candidates),
-            f"published on {', '.join(devices)}; this run is on {result.environment.device or 'an unnamed device'}",
-        )]
+        return [
+            Check(
+                "baseline",
+                V.DIFFERENT_DEVICE,
+                ",".join(b.id for b in candidates),
+                f"published on {', '.join(devices)}; this run is on {result.environment.device or 'an unnamed device'}",
+            )
+        ]
     measured = measured_metrics(result)
     checks = []
     for baseline in own_device:
@@ -172,7 +177,9 @@ def check_against_baselines(result: BenchmarkResult, baselines: BaselineSet, pol
 def _summary_line(verdict: str, metrics: list[MetricCheck], against: str) -> str:
     parts = [
         f"{m.metric} {fmt_value(m.measured)} vs {fmt_value(m.reference)} ({(m.ratio or 0) * 100:.0f}%"
-        + (f", cv {m.cv * 100:.1f}%" if m.cv is not None else "") + f") {m.outcome}"
-        for m in metrics if m.measured is not None and m.outcome != "info"
+        + (f", cv {m.cv * 100:.1f}%" if m.cv is not None else "")
+        + f") {m.outcome}"
+        for m in metrics
+        if m.measured is not None and m.outcome != "info"
     ]
     return f"{verdict} against {against}: " + "; ".join(parts)

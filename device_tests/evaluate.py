@@ -34,8 +34,7 @@ class Evaluation:
             "verdict": self.verdict,
             "result": self.result.to_dict(),
             "summary": {
-                name: {"median": s.median, "cv": s.cv, "n": s.n}
-                for name, s in measured_metrics(self.result).items()
+                name: {"median": s.median, "cv": s.cv, "n": s.n} for name, s in measured_metrics(self.result).items()
             },
             "checks": [c.to_dict() for c in self.checks],
             "references": [

@@ -25,10 +25,20 @@ def history_key(result: BenchmarkResult) -> str:
     """Same bundle (by file name: a rebuilt file is what we want to catch), surface, environment, protocol."""
     env = result.environment
     adapter = (env.adapter or {}).get("architecture", "")
-    return "|".join(str(p) for p in (
-        env.surface, env.device, env.backend, env.threads, adapter, result.precision,
-        Path(result.bundle_file).name, result.prefill_tokens, result.decode_tokens,
-    ))
+    return "|".join(
+        str(p)
+        for p in (
+            env.surface,
+            env.device,
+            env.backend,
+            env.threads,
+            adapter,
+            result.precision,
+            Path(result.bundle_file).name,
+            result.prefill_tokens,
+            result.decode_tokens,
+        )
+    )
 
 
 def load_history(path: Path) -> list[dict[str, Any]]:
@@ -73,7 +83,8 @@ def check_against_history(result: BenchmarkResult, entries: list[dict[str, Any]]
             notes.append(f"{attr} changed: {before!r} -> {now!r}")
     parts = [
         f"{m.metric} {fmt_value(m.measured)} vs {fmt_value(m.reference)} ({(m.ratio or 0) * 100:.0f}%) {m.outcome}"
-        for m in metrics if m.measured is not None and m.outcome != "info"
+        for m in metrics
+        if m.measured is not None and m.outcome != "info"
     ]
     message = f"{verdict} against the last good run ({previous['recorded_utc']}): " + "; ".join(parts)
     if notes:

@@ -33,9 +33,7 @@ def cpu_model() -> str:
 def os_description() -> str:
     release = Path("/etc/os-release")
     if release.exists():
-        fields = dict(
-            line.split("=", 1) for line in release.read_text().splitlines() if "=" in line
-        )
+        fields = dict(line.split("=", 1) for line in release.read_text().splitlines() if "=" in line)
         name = fields.get("PRETTY_NAME", "").strip('"')
         if name:
             return f"{name} (Linux {platform.release()})"

@@ -32,7 +32,9 @@ def _key_float(value: str) -> tuple[str, float]:
             raise ValueError
         return key, float(number)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected METRIC=FRACTION, e.g. decode_tokens_per_s=0.15") from None
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected METRIC=FRACTION, e.g. decode_tokens_per_s=0.15"
+        ) from None
 
 
 def _key_bool(value: str) -> tuple[str, bool]:
@@ -62,15 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m device_tests.lab",
         description="Benchmark bundles on a surface, compare with the published figures and the last good run.",
     )
-    parser.add_argument("surface", choices=(*SURFACES, "judge"),
-                        help="host: this CPU via litert-lm; web: Chromium via the demo page; android: a phone via adb; "
-                             "judge: judge recorded result JSON files without running anything")
+    parser.add_argument(
+        "surface",
+        choices=(*SURFACES, "judge"),
+        help="host: this CPU via litert-lm; web: Chromium via the demo page; android: a phone via adb; "
+        "judge: judge recorded result JSON files without running anything",
+    )
     parser.add_argument("results", nargs="*", type=Path, help="judge only: BenchmarkResult JSON files (or lab reports)")
     parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder with bundles + manifest.json")
-    parser.add_argument("--select", action="append", default=[], metavar="KEY=V[,V]",
-                        help="only bundles whose manifest KEY (file, model, quantization, ekv, target, format) is one of V")
-    parser.add_argument("--format", action="append", default=[], choices=("task", "litertlm"),
-                        help="bundle formats to run (default: all; web: task)")
+    parser.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="KEY=V[,V]",
+        help="only bundles whose manifest KEY (file, model, quantization, ekv, target, format) is one of V",
+    )
+    parser.add_argument(
+        "--format",
+        action="append",
+        default=[],
+        choices=("task", "litertlm"),
+        help="bundle formats to run (default: all; web: task)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="measured runs per bundle (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
     parser.add_argument("--prefill", type=int, default=256, help="prefill tokens (published: 1024)")
@@ -80,24 +95,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-history", action="store_true", help="do not append this run to the history")
     parser.add_argument("--baselines", type=Path, default=None, help="baselines TOML (default: the shipped one)")
     parser.add_argument("--policy", type=Path, default=None, help="policy TOML (default: the shipped one)")
-    parser.add_argument("--tolerance", type=_key_float, action="append", default=[], metavar="METRIC=F",
-                        help="allowed fraction worse than the reference, e.g. decode_tokens_per_s=0.15")
-    parser.add_argument("--gate", type=_key_bool, action="append", default=[], metavar="METRIC=on|off",
-                        help="whether a metric can fail the run, e.g. ttft_s=on")
+    parser.add_argument(
+        "--tolerance",
+        type=_key_float,
+        action="append",
+        default=[],
+        metavar="METRIC=F",
+        help="allowed fraction worse than the reference, e.g. decode_tokens_per_s=0.15",
+    )
+    parser.add_argument(
+        "--gate",
+        type=_key_bool,
+        action="append",
+        default=[],
+        metavar="METRIC=on|off",
+        help="whether a metric can fail the run, e.g. ttft_s=on",
+    )
     parser.add_argument("--cv-limit", type=float, default=None, help="spread above which a run is unstable (0.10)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark process/page")
     host = parser.add_argument_group("host")
     host.add_argument("--threads", type=int, default=2, help="CPU threads (--cpu-thread-count; default 2)")
     host.add_argument("--cpus", type=_cpus, default=None, help="cores to pin to (default: the first THREADS)")
+    host.add_argument(
+        "--skip-engine-warmup",
+        action="store_true",
+        help="pass --skip-warmup to litert-lm (no warm-up pass inside each process; faster, colder)",
+    )
     web = parser.add_argument_group("web")
     web.add_argument("--precision", type=_precisions, default=("F16", "F32"), help="F16,F32 (default both)")
     web.add_argument("--chromium", default=None, help="Chromium/Chrome executable (default: found automatically)")
     android = parser.add_argument_group("android")
     android.add_argument("--serial", default=None, help="adb serial of the phone")
     android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu")
-    android.add_argument("--binary", default=None, help="LiteRT-LM's litert_lm_main for the phone (pushed by the bridge)")
-    android.add_argument("--android-threads", type=int, default=None,
-                         help="CPU threads on the phone (default: one per big core; published S24 rows used 4)")
+    android.add_argument(
+        "--binary", default=None, help="LiteRT-LM's litert_lm_main for the phone (pushed by the bridge)"
+    )
+    android.add_argument(
+        "--android-threads",
+        type=int,
+        default=None,
+        help="CPU threads on the phone (default: one per big core; published S24 rows used 4)",
+    )
     android.add_argument("--adb-host", default=None, help="adb server host (default: the bridge's)")
     android.add_argument("--adb-port", type=int, default=None, help="adb server port (default: the bridge's)")
     android.add_argument("--thermal-limit", type=float, default=None, help="cool down below this many C before a run")
@@ -109,14 +147,38 @@ def request_from_args(args: argparse.Namespace, argv: Sequence[str]) -> LabReque
         tolerances=dict(args.tolerance), cv_limit=args.cv_limit, gates=dict(args.gate)
     )
     return LabRequest(
-        surface="host" if args.surface == "judge" else args.surface, bundles_dir=args.bundles,
-        report_dir=args.report_dir, selectors=args.select, formats=args.format, runs=args.runs, warmup=args.warmup,
-        prefill_tokens=args.prefill, decode_tokens=args.decode, history_path=args.history,
-        record_history=not args.no_history, baselines_path=args.baselines, policy=policy, threads=args.threads,
-        cpus=args.cpus, precisions=args.precision, chromium_path=args.chromium, serial=args.serial,
-        backend=args.backend, binary_path=args.binary, timeout_s=args.timeout, android_threads=args.android_threads,
-        android_extra={k: v for k, v in (("adb_host", args.adb_host), ("adb_port", args.adb_port),
-                                         ("thermal_limit_c", args.thermal_limit)) if v is not None},
+        surface="host" if args.surface == "judge" else args.surface,
+        bundles_dir=args.bundles,
+        report_dir=args.report_dir,
+        selectors=args.select,
+        formats=args.format,
+        runs=args.runs,
+        warmup=args.warmup,
+        prefill_tokens=args.prefill,
+        decode_tokens=args.decode,
+        history_path=args.history,
+        record_history=not args.no_history,
+        baselines_path=args.baselines,
+        policy=policy,
+        threads=args.threads,
+        cpus=args.cpus,
+        engine_warmup=not args.skip_engine_warmup,
+        precisions=args.precision,
+        chromium_path=args.chromium,
+        serial=args.serial,
+        backend=args.backend,
+        binary_path=args.binary,
+        timeout_s=args.timeout,
+        android_threads=args.android_threads,
+        android_extra={
+            k: v
+            for k, v in (
+                ("adb_host", args.adb_host),
+                ("adb_port", args.adb_port),
+                ("thermal_limit_c", args.thermal_limit),
+            )
+            if v is not None
+        },
         command="python -m device_tests.lab " + shlex.join(argv),
     )
 
@@ -145,8 +207,10 @@ def describe(ev: Evaluation) -> str:
         for name, label in (("prefill_tokens_per_s", "prefill"), ("decode_tokens_per_s", "decode"))
         if name in m
     )
-    lines = [f"[{ev.verdict.upper()}] {r.bundle_file}{' ' + r.precision if r.precision else ''} on "
-             f"{r.environment.device}: {numbers or r.message}"]
+    lines = [
+        f"[{ev.verdict.upper()}] {r.bundle_file}{' ' + r.precision if r.precision else ''} on "
+        f"{r.environment.device}: {numbers or r.message}"
+    ]
     lines += [f"    {c.kind}: {c.message}" for c in ev.checks]
     return "\n".join(lines)
 
@@ -157,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         request = request_from_args(args, argv)
         if args.surface == "judge":
-            outcome = judge_results(load_recorded(args.results), request, on_evaluation=lambda ev: print(describe(ev), flush=True))
+            outcome = judge_results(
+                load_recorded(args.results), request, on_evaluation=lambda ev: print(describe(ev), flush=True)
+            )
         else:
             outcome = run_lab(request, on_evaluation=lambda ev: print(describe(ev), flush=True))
     except LabError as exc:

@@ -74,8 +74,12 @@ def load_policy(path: Path | None = None) -> Policy:
         if spec.get("better") not in ("higher", "lower"):
             raise LabError(f"{path}: metrics.{name}.better must be 'higher' or 'lower'")
         metrics[name] = MetricRule(
-            name=name, label=spec.get("label", name), unit=spec.get("unit", ""), better=spec["better"],
-            tolerance=float(spec.get("tolerance", 0.10)), gate=bool(spec.get("gate", False)),
+            name=name,
+            label=spec.get("label", name),
+            unit=spec.get("unit", ""),
+            better=spec["better"],
+            tolerance=float(spec.get("tolerance", 0.10)),
+            gate=bool(spec.get("gate", False)),
             history_tolerance=float(history[name]) if name in history else None,
         )
     if not metrics:

@@ -50,6 +50,7 @@ class LabRequest:
     # host
     threads: int = 2
     cpus: tuple[int, ...] | None = None
+    engine_warmup: bool = True
     # web
     precisions: tuple[str, ...] = ("F16", "F32")
     chromium_path: str | None = None
@@ -95,8 +96,13 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
         from device_tests.runners.host import HostRunOptions, run_host_benchmark
 
         options = HostRunOptions(
-            prefill_tokens=request.prefill_tokens, decode_tokens=request.decode_tokens, runs=request.runs,
-            warmup=request.warmup, threads=request.threads, cpus=request.cpus, timeout_s=request.timeout_s,
+            prefill_tokens=request.prefill_tokens,
+            decode_tokens=request.decode_tokens,
+            runs=request.runs,
+            warmup=request.warmup,
+            threads=request.threads,
+            cpus=request.cpus,
+            timeout_s=request.timeout_s,
         )
         for bundle in bundles:
             on_result(run_host_benchmark(bundle, options))
@@ -106,8 +112,12 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
 
         load_automation()  # fail before starting a server when the web demo is not there
         web_options = WebRunOptions(
-            prefill_tokens=request.prefill_tokens, decode_tokens=request.decode_tokens, runs=request.runs,
-            warmup=request.warmup, precisions=request.precisions, chromium_path=request.chromium_path,
+            prefill_tokens=request.prefill_tokens,
+            decode_tokens=request.decode_tokens,
+            runs=request.runs,
+            warmup=request.warmup,
+            precisions=request.precisions,
+            chromium_path=request.chromium_path,
             timeout_s=request.timeout_s,
         )
         with serve_bundles(request.bundles_dir) as base_url:
@@ -118,9 +128,15 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
         from device_tests.runners.android import AndroidRunOptions, run_android
 
         android_options = AndroidRunOptions(
-            serial=request.serial, backend=request.backend, prefill_tokens=request.prefill_tokens,
-            decode_tokens=request.decode_tokens, runs=request.runs, warmup=request.warmup,
-            binary_path=request.binary_path, threads=request.android_threads, timeout_s=request.timeout_s,
+            serial=request.serial,
+            backend=request.backend,
+            prefill_tokens=request.prefill_tokens,
+            decode_tokens=request.decode_tokens,
+            runs=request.runs,
+            warmup=request.warmup,
+            binary_path=request.binary_path,
+            threads=request.android_threads,
+            timeout_s=request.timeout_s,
             extra=dict(request.android_extra),
         )
         for bundle in bundles:
@@ -165,12 +181,21 @@ def judge_results(
         append_history(history_path, new_entries)
         history = history + new_entries
     meta: dict[str, Any] = {
-        "surface": request.surface, "started_utc": started or _now(), "generated_utc": _now(),
-        "command": request.command or shlex.join(sys.argv), "runs": request.runs, "warmup": request.warmup,
-        "prefill_tokens": request.prefill_tokens, "decode_tokens": request.decode_tokens,
-        "bundles_dir": str(request.bundles_dir), "baselines": str(baselines.path), "history_path": str(history_path),
-        "policy": {"cv_limit": policy.cv_limit,
-                   "metrics": {n: dataclasses.asdict(r) for n, r in policy.metrics.items()}},
+        "surface": request.surface,
+        "started_utc": started or _now(),
+        "generated_utc": _now(),
+        "command": request.command or shlex.join(sys.argv),
+        "runs": request.runs,
+        "warmup": request.warmup,
+        "prefill_tokens": request.prefill_tokens,
+        "decode_tokens": request.decode_tokens,
+        "bundles_dir": str(request.bundles_dir),
+        "baselines": str(baselines.path),
+        "history_path": str(history_path),
+        "policy": {
+            "cv_limit": policy.cv_limit,
+            "metrics": {n: dataclasses.asdict(r) for n, r in policy.metrics.items()},
+        },
     }
     request.report_dir.mkdir(parents=True, exist_ok=True)
     stamp = meta["generated_utc"].replace(":", "").replace("-", "")

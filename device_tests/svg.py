@@ -51,10 +51,16 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, str]], unit: str, wid
     for i, (label, value, kind) in enumerate(bars):
         y = top + i * row
         w = length(value)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="11" text-anchor="end">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 7}" fill="{COLORS.get(kind, "#888")}">'
-                     f'<title>{html.escape(label)}: {_fmt(value)} {html.escape(unit)}</title></rect>')
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}" font-size="11">{_fmt(value)} {html.escape(unit)}</text>')
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 14}" font-size="11" text-anchor="end">{html.escape(label)}</text>'
+        )
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 7}" fill="{COLORS.get(kind, "#888")}">'
+            f"<title>{html.escape(label)}: {_fmt(value)} {html.escape(unit)}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{label_w + w + 4:.1f}" y="{y + 14}" font-size="11">{_fmt(value)} {html.escape(unit)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -76,16 +82,21 @@ def line_chart(title: str, points: Sequence[tuple[str, float]], unit: str, width
     span = (high - low) or 1.0
     step = (width - left - right) / max(len(points) - 1, 1)
     xy = [(left + i * step, top + (height - top - bottom) * (1 - (v - low) / span)) for i, (_, v) in enumerate(points)]
-    parts.append(f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#d0d7de"/>')
+    parts.append(
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#d0d7de"/>'
+    )
     parts.append(f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end">{_fmt(high)}</text>')
     parts.append(f'<text x="{left - 4}" y="{height - bottom}" font-size="10" text-anchor="end">{_fmt(low)}</text>')
     if len(xy) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{COLORS["history"]}" stroke-width="2"/>')
-    for (x, y), (label, value) in zip(xy, points):
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{COLORS["history"]}">'
-                     f'<title>{html.escape(label)}: {_fmt(value)} {html.escape(unit)}</title></circle>')
+    for (x, y), (label, value) in zip(xy, points, strict=True):
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{COLORS["history"]}">'
+            f"<title>{html.escape(label)}: {_fmt(value)} {html.escape(unit)}</title></circle>"
+        )
     parts.append(f'<text x="{left}" y="{height - 6}" font-size="10">{html.escape(points[0][0])}</text>')
-    parts.append(f'<text x="{width - right}" y="{height - 6}" font-size="10" text-anchor="end">{html.escape(points[-1][0])}</text>')
+    last = html.escape(points[-1][0])
+    parts.append(f'<text x="{width - right}" y="{height - 6}" font-size="10" text-anchor="end">{last}</text>')
     parts.append("</svg>")
     return "".join(parts)

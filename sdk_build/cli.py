@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     defaults.add_argument("--verify", action="store_true", help="verify each .task after building")
     _add_common(defaults)
 
+    matrix = commands.add_parser("matrix", help="build every variant of a target matrix (TOML)")
+    matrix.add_argument("--matrix", type=_existing_path, default=None, help="matrix file (default: Gemma 3 1B set)")
+    matrix.add_argument("--targets", nargs="+", choices=[t.value for t in Target], help="only these targets")
+    matrix.add_argument("--checkpoint", default=None, help="overrides the matrix file's checkpoint")
+    matrix.add_argument("--output", type=Path, default=Path("bundles"))
+    matrix.add_argument("--jobs", type=_positive_int, default=1, help="float exports to run at once (memory permitting)")
+    matrix.add_argument("--allow-custom-shape", action="store_true")
+    matrix.add_argument("--json", type=Path, default=None, help="also write the per-variant table as JSON here")
+    _add_common(matrix)
+
     tiny = commands.add_parser("make-tiny", help="write a tiny Gemma-3-shaped checkpoint (for smoke tests)")
     tiny.add_argument("directory", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
@@ -141,6 +151,35 @@ def run_build_defaults(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def run_matrix(args: argparse.Namespace) -> int:
+    from sdk_build.matrix import load_matrix, run_matrix as build_matrix
+    from sdk_build.spec import Target
+
+    matrix = load_matrix(args.matrix)
+    outcomes = build_matrix(
+        args.checkpoint or matrix.checkpoint, matrix, args.output, jobs=args.jobs, cache_dir=args.cache_dir,
+        only=tuple(Target(t) for t in args.targets) if args.targets else None,
+        allow_custom_shape=args.allow_custom_shape,
+    )
+    rows = []
+    print(f"{'file':62} {'MiB':>9} {'seconds':>8} {'peak GB':>8}  targets")
+    for outcome in outcomes:
+        for file, size in zip(outcome.files, outcome.bytes) or [("(failed)", 0)]:
+            print(f"{file:62} {size / 2**20:9.1f} {outcome.seconds:8.1f} {outcome.peak_rss_bytes / 1e9:8.1f}  "
+                  f"{','.join(t.value for t in outcome.planned.targets)}{'  (up to date)' if outcome.skipped else ''}")
+            rows.append({"file": file, "bytes": size, "seconds": round(outcome.seconds, 1),
+                         "peak_rss_bytes": outcome.peak_rss_bytes, "skipped": outcome.skipped,
+                         "targets": [t.value for t in outcome.planned.targets], "error": outcome.error})
+        if outcome.error:
+            print(f"  FAILED: {outcome.error}")
+    print(f"total {sum(o.seconds for o in outcomes):.1f} s over {len(outcomes)} variants")
+    if args.json:
+        from sdk_build.atomic import atomic_write_json
+
+        atomic_write_json(args.json, rows)
+    return 1 if any(o.error for o in outcomes) else 0
+
+
 def run_make_tiny(args: argparse.Namespace) -> int:
     from sdk_build.tiny_checkpoint import make_tiny_checkpoint
 
@@ -152,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     handlers = {
-        "build": run_build, "verify": run_verify, "build-defaults": run_build_defaults, "make-tiny": run_make_tiny,
+        "build": run_build, "verify": run_verify, "build-defaults": run_build_defaults, "matrix": run_matrix,
+        "make-tiny": run_make_tiny,
     }
     try:
         return handlers[args.command](args)

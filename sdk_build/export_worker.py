@@ -17,11 +17,11 @@ from pathlib import Path
 def main(request_path: str) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sdk_build.export import export_float_tflite
-    from sdk_build.memory import peak_rss_bytes
+    from sdk_build.memory import own_peak_rss_bytes
 
     request = pickle.loads(Path(request_path).read_bytes())
     export_float_tflite(request["checkpoint"], request["ekv"], request["prefill"], request["path"], request["options"])
-    Path(request["result"]).write_text(json.dumps({"peak_rss_bytes": peak_rss_bytes()}))
+    Path(request["result"]).write_text(json.dumps({"peak_rss_bytes": own_peak_rss_bytes()}))
     return 0
 
 

@@ -12,6 +12,11 @@ def peak_rss_bytes() -> int:
     return max(own, children) * 1024
 
 
+def own_peak_rss_bytes() -> int:
+    """Largest RSS of this process alone (children excluded)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def available_bytes() -> int:
     """MemAvailable from /proc/meminfo: what new work can use without swapping or OOM."""
     with open("/proc/meminfo") as handle:

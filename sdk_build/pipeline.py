@@ -23,7 +23,7 @@ from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bu
 from sdk_build.errors import BuildError
 from sdk_build.export import ExportOptions, export_float_tflite, float_export_path
 from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
-from sdk_build.memory import peak_rss_bytes
+from sdk_build.memory import own_peak_rss_bytes
 from sdk_build.naming import bundle_filename, bundle_stem
 from sdk_build.progress import console, status
 from sdk_build.quantize import quantize_tflite
@@ -140,7 +140,7 @@ def build(
                 spec_fingerprint=fingerprint,
                 tool_versions=tool_versions(),
                 build_seconds=round(time.monotonic() - started, 2),
-                peak_rss_bytes=max(export_peak, peak_rss_bytes()),
+                peak_rss_bytes=max(export_peak, own_peak_rss_bytes()),
                 created_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 extra={"tflite_bytes": quantized.stat().st_size},
             )

@@ -16,28 +16,57 @@ from device_tests.lab import main as lab_main
 from device_tests.policy import load_policy
 from device_tests.record import BenchmarkResult, Environment, RunSample
 
-S24 = Environment(surface="android", device="Samsung S24 Ultra", os="Android 14", backend="cpu", threads=4,
-                  extra={"model": "SM-S928B"})
-HOST = Environment(surface="host", device="AMD EPYC", os="Debian 12", backend="cpu", threads=2,
-                   extra={"cpu_model": "AMD EPYC"})
-M4_WEB = Environment(surface="web", device="Apple M4 Max", os="macOS 15", backend="gpu", browser="Chrome 140",
-                     adapter={"vendor": "apple", "architecture": "metal-3", "shaderF16": True})
+S24 = Environment(
+    surface="android",
+    device="Samsung S24 Ultra",
+    os="Android 14",
+    backend="cpu",
+    threads=4,
+    extra={"model": "SM-S928B"},
+)
+HOST = Environment(
+    surface="host", device="AMD EPYC", os="Debian 12", backend="cpu", threads=2, extra={"cpu_model": "AMD EPYC"}
+)
+M4_WEB = Environment(
+    surface="web",
+    device="Apple M4 Max",
+    os="macOS 15",
+    backend="gpu",
+    browser="Chrome 140",
+    adapter={"vendor": "apple", "architecture": "metal-3", "shaderF16": True},
+)
 
 
 def recorded(
-    prefill: float | list[float], decode: float | list[float], *, env: Environment = S24,
-    quantization: str = "dynamic_int8", ekv: int = 1280, model: str = "gemma3-1b", precision: str = "",
-    prefill_tokens: int = 1024, decode_tokens: int = 256, file: str = "Gemma3-1B_multi-prefill-seq_q8_ekv1280.task",
+    prefill: float | list[float],
+    decode: float | list[float],
+    *,
+    env: Environment = S24,
+    quantization: str = "dynamic_int8",
+    ekv: int = 1280,
+    model: str = "gemma3-1b",
+    precision: str = "",
+    prefill_tokens: int = 1024,
+    decode_tokens: int = 256,
+    file: str = "Gemma3-1B_multi-prefill-seq_q8_ekv1280.task",
     sha: str = "a" * 64,
 ) -> BenchmarkResult:
     """A result as a runner would have recorded it; scalars become 5 identical samples."""
     prefills = prefill if isinstance(prefill, list) else [prefill] * 5
     decodes = decode if isinstance(decode, list) else [decode] * 5
     return BenchmarkResult(
-        bundle_file=file, bundle_sha256=sha, quantization=quantization, ekv=ekv, prefill_tokens=prefill_tokens,
-        decode_tokens=decode_tokens, precision=precision, environment=dataclasses.replace(env),
-        samples=[RunSample(p, d, ttft_s=1.0, init_s=0.5) for p, d in zip(prefills, decodes)],
-        model=model, bundle_format="task", prefill_signatures=[32, 128, 512, 1280],
+        bundle_file=file,
+        bundle_sha256=sha,
+        quantization=quantization,
+        ekv=ekv,
+        prefill_tokens=prefill_tokens,
+        decode_tokens=decode_tokens,
+        precision=precision,
+        environment=dataclasses.replace(env),
+        samples=[RunSample(p, d, ttft_s=1.0, init_s=0.5) for p, d in zip(prefills, decodes, strict=True)],
+        model=model,
+        bundle_format="task",
+        prefill_signatures=[32, 128, 512, 1280],
     )
 
 
@@ -61,14 +90,26 @@ def test_baselines_file_has_every_published_figure(baselines):
     assert len([b for b in rows.values() if b.source.key == "seed001_web"]) == 5
     q8 = rows["s24u-cpu-q8-ekv1280"]
     assert (q8.published["prefill_tokens_per_s"], q8.published["decode_tokens_per_s"], q8.threads) == (177, 33, 4)
-    assert q8.published["ttft_s"] == 1.69 and q8.published["cpu_rss_mib"] == 1341 and q8.prefill_signatures == (32, 128, 512, 1280)
+    assert (
+        q8.published["ttft_s"] == 1.69
+        and q8.published["cpu_rss_mib"] == 1341
+        and q8.prefill_signatures == (32, 128, 512, 1280)
+    )
     cpu, gpu = rows["litertlm-s24u-cpu-q4-ekv4096"], rows["litertlm-s24u-gpu-q4-ekv4096"]
     assert (cpu.published["prefill_tokens_per_s"], cpu.published["decode_tokens_per_s"]) == (243.24, 43.56)
     assert (gpu.published["prefill_tokens_per_s"], gpu.published["decode_tokens_per_s"]) == (1876.5, 44.57)
-    assert (cpu.prefill_tokens, cpu.decode_tokens, cpu.ekv, cpu.published_quantization) == (1024, 256, 4096, "4-bit per-channel")
+    assert (cpu.prefill_tokens, cpu.decode_tokens, cpu.ekv, cpu.published_quantization) == (
+        1024,
+        256,
+        4096,
+        "4-bit per-channel",
+    )
     f16 = rows["m4max-web-int4-f16"]
     assert (f16.precision, f16.prefill_tokens, f16.decode_tokens, f16.ekv) == ("F16", 1024, 256, 1280)
-    assert f16.published["prefill_tokens_per_s"] == 4339 and rows["m4max-web-int8-f32"].published["decode_tokens_per_s"] == 129
+    assert (
+        f16.published["prefill_tokens_per_s"] == 4339
+        and rows["m4max-web-int8-f32"].published["decode_tokens_per_s"] == 129
+    )
     assert all(b.source.url.startswith("https://") for b in rows.values())
 
 
@@ -123,11 +164,17 @@ def test_litert_lm_readme_rows(baselines, policy):
 
 def test_web_rows_match_precision_and_published_file(baselines, policy):
     kwargs = dict(env=M4_WEB, quantization="", ekv=1280, model="", file="gemma3-1b-it-int4-web.task")
-    assert evaluate(recorded(4339, 133, precision="F16", **kwargs), baselines, policy).checks[0].reference == "m4max-web-int4-f16"
+    assert (
+        evaluate(recorded(4339, 133, precision="F16", **kwargs), baselines, policy).checks[0].reference
+        == "m4max-web-int4-f16"
+    )
     assert verdict_of(recorded(2000, 133, precision="F32", **kwargs), baselines, policy) == V.FAIL  # 2837 published
     assert verdict_of(recorded(2837, 134, precision="F32", **kwargs), baselines, policy) == V.PASS
     swiftshader = dataclasses.replace(M4_WEB, device="AMD EPYC", adapter={"architecture": "swiftshader"})
-    assert verdict_of(recorded(3, 1, precision="F32", **{**kwargs, "env": swiftshader}), baselines, policy) == V.DIFFERENT_DEVICE
+    assert (
+        verdict_of(recorded(3, 1, precision="F32", **{**kwargs, "env": swiftshader}), baselines, policy)
+        == V.DIFFERENT_DEVICE
+    )
 
 
 def test_unsupported_f16_is_reported_not_failed(baselines, policy):
@@ -140,7 +187,10 @@ def test_unsupported_f16_is_reported_not_failed(baselines, policy):
 def test_tolerance_is_configurable(baselines, policy):
     slow = recorded(177, 25)
     assert verdict_of(slow, baselines, policy.with_overrides(tolerances={"decode_tokens_per_s": 0.30})) == V.PASS
-    assert verdict_of(recorded(175, 33), baselines, policy.with_overrides(tolerances={"prefill_tokens_per_s": 0.0})) == V.FAIL
+    assert (
+        verdict_of(recorded(175, 33), baselines, policy.with_overrides(tolerances={"prefill_tokens_per_s": 0.0}))
+        == V.FAIL
+    )
     # TTFT is informative by default; gated, a slower first token fails.
     late = recorded(177, 33)
     late.samples = [dataclasses.replace(s, ttft_s=2.5) for s in late.samples]
@@ -202,7 +252,10 @@ def test_cli_judge_exit_codes(tmp_path: Path, capsys):
     assert lab_main(["judge", str(other), "--report-dir", str(tmp_path / "r2")]) == 0
     assert "different device: no verdict" in capsys.readouterr().out
     # A looser tolerance from the command line turns the S24 fail into a pass.
-    assert lab_main(["judge", str(slow), "--report-dir", str(tmp_path / "r3"), "--tolerance", "decode_tokens_per_s=0.3"]) == 0
+    assert (
+        lab_main(["judge", str(slow), "--report-dir", str(tmp_path / "r3"), "--tolerance", "decode_tokens_per_s=0.3"])
+        == 0
+    )
     error = recorded(0, 0)
     error.samples, error.status, error.message = [], "error", "adb: device offline"
     assert lab_main(["judge", str(_write(tmp_path / "e.json", [error])), "--report-dir", str(tmp_path / "r4")]) == 2

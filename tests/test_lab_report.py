@@ -11,17 +11,33 @@ from device_tests import verdicts as V
 from device_tests.record import BenchmarkResult, Environment, RunSample
 from device_tests.session import LabRequest, judge_results
 
-HOST = Environment(surface="host", device="AMD EPYC", os="Debian 12", backend="cpu", threads=2,
-                   thermal="not readable", extra={"cpu_model": "AMD EPYC", "cores": 2})
+HOST = Environment(
+    surface="host",
+    device="AMD EPYC",
+    os="Debian 12",
+    backend="cpu",
+    threads=2,
+    thermal="not readable",
+    extra={"cpu_model": "AMD EPYC", "cores": 2},
+)
 S24 = Environment(surface="android", device="SM-S928B", os="Android 14", backend="cpu", threads=4)
 
 
 def result(env: Environment, prefill: list[float], decode: list[float], **kw) -> BenchmarkResult:
     base = dict(
-        bundle_file="Gemma3-1B_multi-prefill-seq_q8_ekv1280.task", bundle_sha256="c" * 64, quantization="dynamic_int8",
-        ekv=1280, prefill_tokens=1024, decode_tokens=256, precision="", environment=dataclasses.replace(env),
-        samples=[RunSample(p, d, ttft_s=1.9, init_s=0.4) for p, d in zip(prefill, decode)],
-        peak_memory_bytes=1400 * 2**20, model="gemma3-1b", bundle_format="task", prefill_signatures=[32, 128, 512, 1280],
+        bundle_file="Gemma3-1B_multi-prefill-seq_q8_ekv1280.task",
+        bundle_sha256="c" * 64,
+        quantization="dynamic_int8",
+        ekv=1280,
+        prefill_tokens=1024,
+        decode_tokens=256,
+        precision="",
+        environment=dataclasses.replace(env),
+        samples=[RunSample(p, d, ttft_s=1.9, init_s=0.4) for p, d in zip(prefill, decode, strict=True)],
+        peak_memory_bytes=1400 * 2**20,
+        model="gemma3-1b",
+        bundle_format="task",
+        prefill_signatures=[32, 128, 512, 1280],
         warmup_runs=1,
     )
     base.update(kw)
@@ -29,8 +45,15 @@ def result(env: Environment, prefill: list[float], decode: list[float], **kw) ->
 
 
 def test_reports_json_html_and_history(tmp_path: Path):
-    unsupported = result(HOST, [], [], precision="F16", status="unsupported", message="unsupported on this adapter",
-                         environment=dataclasses.replace(HOST, surface="web", backend="gpu"))
+    unsupported = result(
+        HOST,
+        [],
+        [],
+        precision="F16",
+        status="unsupported",
+        message="unsupported on this adapter",
+        environment=dataclasses.replace(HOST, surface="web", backend="gpu"),
+    )
     results = [
         result(HOST, [620, 628, 640], [21.5, 21.9, 22.3]),
         result(S24, [150, 152, 149], [30, 31, 30]),  # slower than the S24's published 177 prefill: fail
@@ -52,8 +75,16 @@ def test_reports_json_html_and_history(tmp_path: Path):
     # Self-contained: no scripts, stylesheets, images or fonts from anywhere else.
     assert "<script" not in page and "<link" not in page and not re.search(r'src=["\']', page)
     assert page.count("<svg") >= 4  # prefill + decode for each measured bundle
-    for text in ("different device: no verdict", "fail", "unsupported on this adapter", "Samsung S24 Ultra", "177",
-                 "AMD EPYC", "https://huggingface.co/litert-community/Gemma3-1B-IT", "LiteRT-LM README"):
+    for text in (
+        "different device: no verdict",
+        "fail",
+        "unsupported on this adapter",
+        "Samsung S24 Ultra",
+        "177",
+        "AMD EPYC",
+        "https://huggingface.co/litert-community/Gemma3-1B-IT",
+        "LiteRT-LM README",
+    ):
         assert text in page, text
     assert (tmp_path / "reports" / "lab-host-latest.html").read_text() == page
 

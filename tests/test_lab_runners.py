@@ -28,7 +28,11 @@ Time to first token:  0.0019 s
 def test_parse_litert_lm_output():
     sample = parse_benchmark_output(LITERT_LM_OUTPUT)
     assert (sample.prefill_tokens_per_s, sample.decode_tokens_per_s, sample.init_s, sample.ttft_s) == (
-        89899.84, 12281.51, 0.0059, 0.0019)
+        89899.84,
+        12281.51,
+        0.0059,
+        0.0019,
+    )
     with pytest.raises(LabError, match="no prefill/decode speed"):
         parse_benchmark_output("Segmentation fault")
 
@@ -46,8 +50,23 @@ def test_select_bundles_from_manifest(tiny_bundle_dir: Path):
 
 def test_host_lab_on_tiny_bundles(tiny_bundle_dir: Path, tmp_path: Path, capsys):
     report_dir = tmp_path / "reports"
-    argv = ["host", "--bundles", str(tiny_bundle_dir), "--runs", "3", "--warmup", "1", "--prefill", "32",
-            "--decode", "16", "--threads", "1", "--report-dir", str(report_dir)]
+    argv = [
+        "host",
+        "--bundles",
+        str(tiny_bundle_dir),
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--prefill",
+        "32",
+        "--decode",
+        "16",
+        "--threads",
+        "1",
+        "--report-dir",
+        str(report_dir),
+    ]
     assert lab_main(argv) == 0
     out = capsys.readouterr().out
     assert "[NO BASELINE]" in out or "[UNSTABLE]" in out
@@ -59,7 +78,9 @@ def test_host_lab_on_tiny_bundles(tiny_bundle_dir: Path, tmp_path: Path, capsys)
         assert all(s["prefill_tokens_per_s"] > 0 and s["decode_tokens_per_s"] > 0 for s in result["samples"])
         assert result["peak_memory_bytes"] > 10 * 2**20
         env = result["environment"]
-        assert env["threads"] == 1 and env["extra"]["cpu_affinity"] == [sorted(env["extra"]["cpu_affinity_available"])[0]]
+        assert env["threads"] == 1 and env["extra"]["cpu_affinity"] == [
+            sorted(env["extra"]["cpu_affinity_available"])[0]
+        ]
         assert env["extra"]["runtime"].startswith("litert-lm ") and env["device"] and env["os"]
         assert record["checks"][0]["verdict"] == V.NO_BASELINE  # a tiny custom model has no published figure
     page = (report_dir / "lab-host-latest.html").read_text()
@@ -74,8 +95,18 @@ def test_host_runner_refuses_more_tokens_than_the_kv_cache(tiny_bundle_dir: Path
     (bundle,) = select_bundles(tiny_bundle_dir, ["format=task"])
     result = run_host_benchmark(bundle, HostRunOptions(prefill_tokens=200, decode_tokens=100, runs=1, warmup=0))
     assert result.status == "error" and "exceed the bundle's KV cache (256)" in result.message
-    outcome = run_lab(LabRequest(surface="host", bundles_dir=tiny_bundle_dir, report_dir=tmp_path, selectors=["format=task"],
-                                 prefill_tokens=200, decode_tokens=100, runs=1, warmup=0))
+    outcome = run_lab(
+        LabRequest(
+            surface="host",
+            bundles_dir=tiny_bundle_dir,
+            report_dir=tmp_path,
+            selectors=["format=task"],
+            prefill_tokens=200,
+            decode_tokens=100,
+            runs=1,
+            warmup=0,
+        )
+    )
     assert outcome.evaluations[0].verdict == V.ERROR and outcome.exit_code == 2
 
 
@@ -100,10 +131,18 @@ def test_web_lab_on_tiny_bundle(tiny_bundle_dir: Path, tmp_path: Path):
     reason = _web_ready()
     if reason:
         pytest.skip(reason)
-    outcome = run_lab(LabRequest(
-        surface="web", bundles_dir=tiny_bundle_dir, report_dir=tmp_path, runs=2, warmup=1, prefill_tokens=32,
-        decode_tokens=16, timeout_s=300,
-    ))
+    outcome = run_lab(
+        LabRequest(
+            surface="web",
+            bundles_dir=tiny_bundle_dir,
+            report_dir=tmp_path,
+            runs=2,
+            warmup=1,
+            prefill_tokens=32,
+            decode_tokens=16,
+            timeout_s=300,
+        )
+    )
     by_precision = {ev.result.precision: ev for ev in outcome.evaluations}
     assert set(by_precision) == {"F16", "F32"}
     f32 = by_precision["F32"].result
@@ -126,4 +165,68 @@ def test_host_command_is_pinned(tiny_bundle_dir: Path):
     (bundle,) = select_bundles(tiny_bundle_dir, ["format=task"])
     command = benchmark_command(find_litert_lm(), bundle, HostRunOptions(threads=2), [0, 1])
     assert command[:3] == [shutil.which("taskset"), "-c", "0,1"]
-    assert command[command.index("--cpu-thread-count") + 1] == "2" and command[command.index("--max-num-tokens") + 1] == "256"
+    assert (
+        command[command.index("--cpu-thread-count") + 1] == "2"
+        and command[command.index("--max-num-tokens") + 1] == "256"
+    )
+
+
+def _android_ready() -> str | None:
+    if shutil.which("adb") is None:
+        return "adb is not installed"
+    if (
+        importlib.util.find_spec("android_bridge") is None
+        or importlib.util.find_spec("android_bridge.benchmark") is None
+    ):
+        return "android_bridge.benchmark is not importable yet"
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_android_lab_through_the_bridge_on_the_stand_in_phone(tiny_bundle_dir: Path, tmp_path: Path):
+    """Real adb + android_bridge against its stand-in phone (host-backed, NOT a phone): no verdict, ever."""
+    reason = _android_ready()
+    if reason:
+        pytest.skip(reason)
+    import subprocess
+
+    try:
+        from adb_fixture import FakeAdbDevice
+    except ImportError:
+        from tests.adb_fixture import FakeAdbDevice
+
+    phone = FakeAdbDevice(tmp_path / "phone").start()
+    adb_port = _free_port()  # a private adb server, so nothing else on this machine is disturbed
+    binary = tmp_path / "litert_lm_main"
+    binary.write_text("#!/bin/sh\n# the stand-in phone runs the host's litert-lm in place of this\n")
+    try:
+        request = LabRequest(
+            surface="android",
+            bundles_dir=tiny_bundle_dir,
+            report_dir=tmp_path / "reports",
+            selectors=["format=task"],
+            runs=2,
+            warmup=1,
+            prefill_tokens=32,
+            decode_tokens=16,
+            serial=phone.serial,
+            binary_path=str(binary),
+            android_extra={"adb_port": adb_port, "thermal_limit_c": 95.0},
+            timeout_s=120,
+        )
+        outcome = run_lab(request)
+    finally:
+        phone.stop()
+        subprocess.run(["adb", "-P", str(adb_port), "kill-server"], capture_output=True, timeout=30, check=False)
+    (ev,) = outcome.evaluations
+    assert ev.result.status == "ok", ev.result.message
+    assert len(ev.result.samples) == 2 and ev.result.environment.surface == "android"
+    assert ev.result.model == "gemma3-custom" and ev.result.prefill_signatures == [32, 128]
+    assert ev.verdict in (V.NO_BASELINE, V.DIFFERENT_DEVICE) and outcome.exit_code == 0

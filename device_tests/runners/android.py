@@ -42,11 +42,15 @@ def load_bridge() -> Any:
     return benchmark
 
 
-def run_android(bundle: BundleInfo, options: AndroidRunOptions, log: Callable[[str], None] | None = None) -> BenchmarkResult:
+def run_android(
+    bundle: BundleInfo, options: AndroidRunOptions, log: Callable[[str], None] | None = None
+) -> BenchmarkResult:
     if not options.serial:
         raise LabError("android needs --serial (see `adb devices -l`)")
     if not options.binary_path or not Path(options.binary_path).is_file():
-        raise LabError(f"android needs --binary: LiteRT-LM's litert_lm_main built for the phone (got {options.binary_path!r})")
+        raise LabError(
+            f"android needs --binary: LiteRT-LM's litert_lm_main built for the phone (got {options.binary_path!r})"
+        )
     bridge = load_bridge()
     kwargs: dict[str, Any] = {"timeout_s": options.timeout_s, **options.extra}
     if options.threads is not None:
@@ -55,9 +59,15 @@ def run_android(bundle: BundleInfo, options: AndroidRunOptions, log: Callable[[s
         kwargs["log"] = log
     try:
         result: BenchmarkResult = bridge.run_android_benchmark(
-            options.serial, bundle.path, backend=options.backend, prefill_tokens=options.prefill_tokens,
-            decode_tokens=options.decode_tokens, runs=options.runs, warmup=options.warmup,
-            binary_path=Path(options.binary_path), **kwargs,
+            options.serial,
+            bundle.path,
+            backend=options.backend,
+            prefill_tokens=options.prefill_tokens,
+            decode_tokens=options.decode_tokens,
+            runs=options.runs,
+            warmup=options.warmup,
+            binary_path=Path(options.binary_path),
+            **kwargs,
         )
     except Exception as exc:
         carried = getattr(exc, "result", None)

@@ -43,6 +43,8 @@ class HostRunOptions:
     """Cores to pin to; None: the first `threads` cores this process may use."""
     timeout_s: float = 900.0
     litert_lm: str | None = None
+    engine_warmup: bool = True
+    """litert-lm's own warm-up pass inside each process (off: --skip-warmup; halves the time, measures a cold engine)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +89,24 @@ def pinned_cpus(threads: int, cpus: tuple[int, ...] | None) -> list[int]:
 
 def benchmark_command(litert_lm: str, bundle: BundleInfo, options: HostRunOptions, cpus: list[int]) -> list[str]:
     command = [
-        litert_lm, "benchmark", str(bundle.path), "--backend", "cpu",
-        "-p", str(options.prefill_tokens), "-d", str(options.decode_tokens),
-        "--cpu-thread-count", str(options.threads), "--runs", "1", "--max-num-tokens", str(bundle.ekv),
+        litert_lm,
+        "benchmark",
+        str(bundle.path),
+        "--backend",
+        "cpu",
+        "-p",
+        str(options.prefill_tokens),
+        "-d",
+        str(options.decode_tokens),
+        "--cpu-thread-count",
+        str(options.threads),
+        "--runs",
+        "1",
+        "--max-num-tokens",
+        str(bundle.ekv),
     ]
+    if not options.engine_warmup:
+        command.append("--skip-warmup")
     taskset = shutil.which("taskset")
     return ([taskset, "-c", ",".join(map(str, cpus))] if taskset else []) + command
 
@@ -127,20 +143,31 @@ def parse_benchmark_output(output: str) -> RunSample:
         tail = "\n".join(output.strip().splitlines()[-8:])
         raise LabError(f"litert-lm printed no prefill/decode speed; its last lines:\n{tail}")
     return RunSample(
-        prefill_tokens_per_s=values["prefill"], decode_tokens_per_s=values["decode"],
-        ttft_s=values.get("ttft"), init_s=values.get("init"),
+        prefill_tokens_per_s=values["prefill"],
+        decode_tokens_per_s=values["decode"],
+        ttft_s=values.get("ttft"),
+        init_s=values.get("init"),
     )
 
 
 def host_environment(options: HostRunOptions, cpus: list[int], pinned_with: str) -> Environment:
     extra = host_facts()
-    extra.update({
-        "cpu_affinity": cpus, "pinned_with": pinned_with,
-        "runtime": f"litert-lm {_version('litert-lm')}", "executor": "XNNPACK (LiteRT CPU)",
-    })
+    extra.update(
+        {
+            "cpu_affinity": cpus,
+            "pinned_with": pinned_with,
+            "runtime": f"litert-lm {_version('litert-lm')}",
+            "executor": "XNNPACK (LiteRT CPU)",
+        }
+    )
     return Environment(
-        surface="host", device=cpu_model(), os=os_description(), backend="cpu",
-        thermal=thermal_state(), threads=options.threads, extra=extra,
+        surface="host",
+        device=cpu_model(),
+        os=os_description(),
+        backend="cpu",
+        thermal=thermal_state(),
+        threads=options.threads,
+        extra=extra,
     )
 
 
@@ -151,10 +178,19 @@ def run_host_benchmark(bundle: BundleInfo, options: HostRunOptions) -> Benchmark
     command = benchmark_command(litert_lm, bundle, options, cpus)
     environment = host_environment(options, cpus, "taskset" if command[0].endswith("taskset") else "sched_setaffinity")
     result = BenchmarkResult(
-        bundle_file=bundle.path.name, bundle_sha256=bundle.sha256, quantization=bundle.quantization, ekv=bundle.ekv,
-        prefill_tokens=options.prefill_tokens, decode_tokens=options.decode_tokens, precision="",
-        environment=environment, samples=[], model=bundle.model, bundle_format=bundle.bundle_format,
-        prefill_signatures=list(bundle.prefill_signatures), warmup_runs=options.warmup,
+        bundle_file=bundle.path.name,
+        bundle_sha256=bundle.sha256,
+        quantization=bundle.quantization,
+        ekv=bundle.ekv,
+        prefill_tokens=options.prefill_tokens,
+        decode_tokens=options.decode_tokens,
+        precision="",
+        environment=environment,
+        samples=[],
+        model=bundle.model,
+        bundle_format=bundle.bundle_format,
+        prefill_signatures=list(bundle.prefill_signatures),
+        warmup_runs=options.warmup,
         started_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     if options.prefill_tokens + options.decode_tokens > bundle.ekv:
@@ -170,7 +206,9 @@ def run_host_benchmark(bundle: BundleInfo, options: HostRunOptions) -> Benchmark
         peak = max(peak, run.max_rss_bytes)
         try:
             if run.returncode != 0:
-                raise LabError(f"litert-lm exited with {run.returncode}: " + " ".join(run.output.strip().splitlines()[-3:]))
+                raise LabError(
+                    f"litert-lm exited with {run.returncode}: " + " ".join(run.output.strip().splitlines()[-3:])
+                )
             sample = parse_benchmark_output(run.output)
         except LabError as exc:
             result.status, result.message = "error", f"run {index + 1}: {exc}"

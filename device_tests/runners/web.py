@@ -50,20 +50,40 @@ def page_to_result(page: dict[str, Any], bundle: BundleInfo, precision: str, opt
     adapter = dict(page.get("adapter") or {})
     adapter.pop("limits", None)  # dozens of numbers nobody compares; the page's own JSON keeps them
     extra = host_facts()
-    extra.update({
-        "page_schema": page.get("schema"), "precision_note": page.get("precision_note"),
-        "load_ms": page.get("load_ms"), "max_tokens": page.get("max_tokens"), "user_agent": page.get("user_agent"),
-        "actual_tokens": [(r.get("prefill_tokens"), r.get("decode_tokens")) for r in page.get("runs") or []],
-    })
+    extra.update(
+        {
+            "page_schema": page.get("schema"),
+            "precision_note": page.get("precision_note"),
+            "load_ms": page.get("load_ms"),
+            "max_tokens": page.get("max_tokens"),
+            "user_agent": page.get("user_agent"),
+            "actual_tokens": [(r.get("prefill_tokens"), r.get("decode_tokens")) for r in page.get("runs") or []],
+        }
+    )
     env = Environment(
-        surface="web", device=cpu_model(), os=os_description(), backend="gpu",
-        browser=browser_name(page.get("user_agent", "")), adapter=adapter, thermal=thermal_state(), extra=extra,
+        surface="web",
+        device=cpu_model(),
+        os=os_description(),
+        backend="gpu",
+        browser=browser_name(page.get("user_agent", "")),
+        adapter=adapter,
+        thermal=thermal_state(),
+        extra=extra,
     )
     result = BenchmarkResult(
-        bundle_file=bundle.path.name, bundle_sha256=bundle.sha256, quantization=bundle.quantization, ekv=bundle.ekv,
-        prefill_tokens=options.prefill_tokens, decode_tokens=options.decode_tokens, precision=precision,
-        environment=env, samples=[], model=bundle.model, bundle_format=bundle.bundle_format,
-        prefill_signatures=list(bundle.prefill_signatures), warmup_runs=options.warmup,
+        bundle_file=bundle.path.name,
+        bundle_sha256=bundle.sha256,
+        quantization=bundle.quantization,
+        ekv=bundle.ekv,
+        prefill_tokens=options.prefill_tokens,
+        decode_tokens=options.decode_tokens,
+        precision=precision,
+        environment=env,
+        samples=[],
+        model=bundle.model,
+        bundle_format=bundle.bundle_format,
+        prefill_signatures=list(bundle.prefill_signatures),
+        warmup_runs=options.warmup,
         started_utc=page.get("started_utc") or _now(),
     )
     if not page.get("ok"):
@@ -76,10 +96,14 @@ def page_to_result(page: dict[str, Any], bundle: BundleInfo, precision: str, opt
     for run in page.get("runs") or []:
         if run.get("prefill_tok_s") is None or run.get("decode_tok_s") is None:
             continue
-        result.samples.append(RunSample(
-            prefill_tokens_per_s=float(run["prefill_tok_s"]), decode_tokens_per_s=float(run["decode_tok_s"]),
-            ttft_s=run["ttft_ms"] / 1000 if run.get("ttft_ms") is not None else None, init_s=load_s,
-        ))
+        result.samples.append(
+            RunSample(
+                prefill_tokens_per_s=float(run["prefill_tok_s"]),
+                decode_tokens_per_s=float(run["decode_tok_s"]),
+                ttft_s=run["ttft_ms"] / 1000 if run.get("ttft_ms") is not None else None,
+                init_s=load_s,
+            )
+        )
     if not result.samples:
         result.status, result.message = "error", "the page measured no run with both prefill and decode speeds"
     return result
@@ -92,8 +116,15 @@ def run_web_benchmark(base_url: str, bundle: BundleInfo, options: WebRunOptions)
     for precision in options.precisions:
         try:
             page = automation.run_page_benchmark(
-                base_url, bundle.path.name, precision.lower(), options.prefill_tokens, options.decode_tokens,
-                options.runs, options.warmup, chromium_path=options.chromium_path, timeout_s=options.timeout_s,
+                base_url,
+                bundle.path.name,
+                precision.lower(),
+                options.prefill_tokens,
+                options.decode_tokens,
+                options.runs,
+                options.warmup,
+                chromium_path=options.chromium_path,
+                timeout_s=options.timeout_s,
             )
         except Exception as exc:  # a crashed browser or a timeout is this run's error, not the lab's
             page = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "started_utc": _now()}

@@ -21,7 +21,9 @@ _URL = re.compile(r"(http://[0-9.]+:\d+)/")
 
 
 @contextlib.contextmanager
-def serve_bundles(bundles_dir: Path, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 60.0) -> Iterator[str]:
+def serve_bundles(
+    bundles_dir: Path, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 60.0
+) -> Iterator[str]:
     """Yield the base URL of a web_demo server on `bundles_dir`; the server is stopped on exit."""
     command = [sys.executable, "-m", "web_demo", "--bundles", str(bundles_dir), "--host", host, "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import struct
@@ -31,6 +32,8 @@ from .paths import device_to_host, map_command, unmap_output
 from .profile import DeviceProfile, find_litert_lm, populate_sandbox, shell_env
 
 log = logging.getLogger("fake_adb_device")
+# A command that executes litert_lm_main with flags (not one that hashes, moves or lists the file).
+_RUNS_BENCHMARK = re.compile(r"litert_lm_main'?\s+'?--")
 FIXTURE_DIR = Path(__file__).resolve().parent
 
 
@@ -40,6 +43,7 @@ class Faults:
     vanish_delay_s: float = 0.2
     vanish_after_sync_bytes: int | None = None  # vanish once this many file bytes arrived through SEND
     stall_commands: tuple[str, ...] = ()  # shell commands starting with one of these never answer
+    stall_benchmark_run: int | None = None  # the Nth litert_lm_main run hangs (a wedged benchmark)
 
 
 class StreamClosed(Exception):
@@ -251,6 +255,10 @@ class FakeAdbDevice:
                 self._transports.append(transport)
             transport.start()
 
+    def running_commands(self) -> int:
+        with self._lock:
+            return sum(1 for proc in self._procs if proc.poll() is None)
+
     def vanish(self) -> None:
         """Disappear like an unplugged phone: stop listening, drop every connection, kill running commands."""
         self.vanished.set()
@@ -296,7 +304,14 @@ class FakeAdbDevice:
             command = "sleep 3600"
         if not command.strip():
             command = "sh"  # interactive shell: stdin comes from the stream
-        is_benchmark = "litert_lm_main" in command
+        is_benchmark = _RUNS_BENCHMARK.search(command) is not None
+        run = 0
+        if is_benchmark:
+            with self._lock:
+                self.benchmark_runs += 1
+                run = self.benchmark_runs
+            if self.faults.stall_benchmark_run == run:
+                command = "sleep 3600"
         proc = subprocess.Popen(
             ["/bin/sh", "-c", map_command(command, self.sandbox)], cwd=self.sandbox, env=self.env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -304,12 +319,8 @@ class FakeAdbDevice:
         with self._lock:
             self._procs.add(proc)
         stream.on_close.append(lambda: _kill_group(proc))
-        if is_benchmark:
-            with self._lock:
-                self.benchmark_runs += 1
-                run = self.benchmark_runs
-            if self.faults.vanish_on_benchmark_run == run:
-                threading.Timer(self.faults.vanish_delay_s, self.vanish).start()
+        if is_benchmark and self.faults.vanish_on_benchmark_run == run:
+            threading.Timer(self.faults.vanish_delay_s, self.vanish).start()
 
         threading.Thread(target=self._feed_stdin, args=(stream, proc, v2), daemon=True).start()
         pumps = [threading.Thread(target=self._pump, args=(stream, proc.stdout, p.SHELL_STDOUT, v2), daemon=True)]

@@ -29,9 +29,9 @@ class ThermalModel:
 @dataclasses.dataclass
 class DeviceProfile:
     product: str = "standin_arm64"
-    model: str = "Host-backed stand-in phone"
+    model: str = "Stand-in phone (host x86-64)"
     device: str = "standin"
-    manufacturer: str = "gemma-edge stand-in"
+    manufacturer: str = "gemma-edge"
     soc_manufacturer: str = "QTI"
     soc_model: str = "SM8650"
     board_platform: str = "pineapple"

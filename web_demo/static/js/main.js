@@ -135,7 +135,7 @@ async function load() {
   } finally {
     bar.hidden = true;
     $('load').disabled = false;
-    $('send').disabled = $('prompt').disabled = !state.llm;
+    $('send').disabled = $('prompt').disabled = false;
   }
 }
 
@@ -222,7 +222,11 @@ async function main() {
     if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('chat-form').requestSubmit(); }
   });
   $('stop').addEventListener('click', () => { if (state.llm) { state.cancelled = true; state.llm.cancelProcessing(); } });
-  if (!state.gpu.supported) { $('load').disabled = true; }
+  // Send loads the selected bundle itself when needed, so chat is usable as soon as there is something to load.
+  const usable = state.gpu.supported && state.bundles.length > 0;
+  $('load').disabled = !usable;
+  $('send').disabled = $('prompt').disabled = !usable;
+  if (usable) $('prompt').placeholder = 'Type a message (Enter sends, Shift+Enter for a new line)…';
   if (document.body.dataset.state !== 'error') setState('idle');
   if (bench) await benchmark(bench);
 }
