@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["tests"]
 
+PY = sys.executable  # the .venv's python: sessions run in it (venv backend "none"), whatever PATH says
 HOST = os.environ.get("GEMMA_EDGE_HOST", "127.0.0.1")
 PORT = os.environ.get("GEMMA_EDGE_PORT", "8000")
 
@@ -21,17 +23,17 @@ PORT = os.environ.get("GEMMA_EDGE_PORT", "8000")
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job: build the default bundles for embedded:gemma3-270m, verify them, serve the demo."""
-    session.run("sdk-build", "build-defaults", "--output", "bundles", "--verify")
+    session.run(PY, "-m", "sdk_build", "build-defaults", "--output", "bundles", "--verify")
     if "--no-serve" in session.posargs:
         return
-    session.run("python", "-m", "web_demo", "--bundles", "bundles", "--host", HOST, "--port", PORT)
+    session.run(PY, "-m", "web_demo", "--bundles", "bundles", "--host", HOST, "--port", PORT)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session
 def slow_tests(session: nox.Session) -> None:
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs)

@@ -29,7 +29,7 @@ from adbutils import AdbDevice
 
 from android_bridge import shell
 from android_bridge.bundle_info import bundle_info
-from android_bridge.discovery import open_device
+from android_bridge.discovery import open_device, pick_serial
 from android_bridge.errors import (
     AndroidBridgeError,
     BenchmarkTimeoutError,
@@ -101,7 +101,7 @@ def benchmark_command(remote_dir: str, bundle_remote: str, *, backend: str, pref
 
 
 def run_android_benchmark(
-    serial: str,
+    serial: str | None,
     bundle_path: Path,
     *,
     binary_path: Path | str | None = None,
@@ -126,7 +126,7 @@ def run_android_benchmark(
 ) -> BenchmarkResult:
     """Benchmark `bundle_path` on device `serial` with LiteRT-LM's `litert_lm_main` at `binary_path`.
 
-    `binary_path=None` takes `$LITERT_LM_MAIN`. The adb server comes from `adb_host`/`adb_port`, else
+    `serial=None` takes $ANDROID_SERIAL or the only online device. `binary_path=None` takes `$LITERT_LM_MAIN`. The adb server comes from `adb_host`/`adb_port`, else
     `ADB_SERVER_SOCKET`, else `ANDROID_ADB_SERVER_HOST/PORT`, else 127.0.0.1:5037.
 
     `threads=None` passes `--num_cpu_threads=<number of big cores>`; `threads=0` leaves the binary's default.
@@ -149,8 +149,9 @@ def run_android_benchmark(
         if not path.is_file():
             raise AndroidBridgeError(f"{what} {path} does not exist")
     say = log or (lambda _msg: None)
-    started_utc = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started_utc = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     server = resolve_server(adb_host, adb_port)
+    serial = pick_serial(server, serial, timeout_s=min(timeout_s, 30.0))
     device = open_device(server, serial, timeout_s=min(timeout_s, 30.0))
     facts = read_facts(device, timeout_s=min(timeout_s, 60.0))
     say(f"{serial}: {facts.label}, Android {facts.android_release}, big cores {facts.big_cores}")
@@ -211,9 +212,10 @@ def run_android_benchmark(
         text = out.stdout + "\n" + out.stderr
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
-            (Path(log_dir) / f"{serial.replace(':', '_')}_{info.path.stem}_{backend}_run{index + 1}.log").write_text(text)
+            name = f"{serial.replace(':', '_')}_{info.path.stem}_{backend}_run{index + 1}.log"
+            (Path(log_dir) / name).write_text(text)
         if out.exit_code != 0:
-            tail = " / ".join(text.strip().splitlines()[-3:])
+            tail = _failure_lines(text)
             status = "unsupported" if backend == "gpu" and _looks_unsupported(text) else "error"
             return session.result(status, f"run {index + 1}/{total} ({kind}) exited with {out.exit_code}: {tail}")
         try:
@@ -232,9 +234,17 @@ def run_android_benchmark(
     return session.result()
 
 
+def _failure_lines(text: str) -> str:
+    """The lines of a failed run worth reporting: the last ones that say 'fail'/'error', else the last three."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    telling = [line for line in lines if "fail" in line.lower() or "error" in line.lower()]
+    return " / ".join((telling or lines)[-2:] if telling else lines[-3:]) or "(no output)"
+
+
 def _looks_unsupported(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in ("opencl", "not supported", "unsupported", "no gpu", "gpu backend"))
+    return any(word in lowered for word in ("opencl", "not supported", "unsupported", "no gpu", "gpu backend",
+                                            "backend=gpu", "gpu accelerator", "gpu delegate"))
 
 
 def _kill_run(device: AdbDevice, remote_dir: str) -> None:

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--decode", type=_positive, default=256)
     bench.add_argument("--runs", type=_positive, default=3)
     bench.add_argument("--warmup", type=int, default=1)
-    bench.add_argument("--threads", type=int, default=None, help="--num_cpu_threads (default: number of big cores; 0: omit)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="--num_cpu_threads (default: number of big cores; 0: omit)")
     bench.add_argument("--thermal-limit", type=float, default=40.0, help=HELP["thermal_limit"])
     bench.add_argument("--cooldown-max", type=float, default=600.0, help="longest wait for cooling, seconds")
     bench.add_argument("--timeout", type=float, default=600.0, help=HELP["timeout"])
@@ -104,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from android_bridge import discovery, facts, push  # noqa: PLC0415 - keep `--help` fast
-    from android_bridge.server import resolve_server  # noqa: PLC0415
+    from android_bridge import discovery, facts, push
+    from android_bridge.server import resolve_server
 
     server = resolve_server(args.adb_host, args.adb_port)
     if args.command == "devices":
@@ -135,12 +136,12 @@ def _progress(done: int, total: int) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from android_bridge.benchmark import run_android_benchmark  # noqa: PLC0415
-    from android_bridge.report import markdown_table, write_results  # noqa: PLC0415
+    from android_bridge.benchmark import run_android_benchmark
+    from android_bridge.report import markdown_table, write_results
 
     if args.binary is None or not Path(args.binary).is_file():
-        raise AndroidBridgeError(f"litert_lm_main binary {args.binary} not found: pass --binary PATH or set LITERT_LM_MAIN "
-                                 "(docs/android_bridge.md says where to get it)")
+        raise AndroidBridgeError(f"litert_lm_main binary {args.binary} not found: pass --binary PATH or set "
+                                 "LITERT_LM_MAIN (docs/android_bridge.md says where to get it)")
     bundles = list(args.bundle) + (bundles_in(args.bundle_dir) if args.bundle_dir else [])
     if not bundles:
         raise AndroidBridgeError("no bundles: pass --bundle FILE or --bundle-dir DIR (with .task/.litertlm files)")

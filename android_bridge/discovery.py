@@ -7,6 +7,7 @@ server sees and attaches network devices to it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import adbutils
@@ -77,6 +78,20 @@ def wait_for_device(server: AdbServer, serial: str, *, timeout_s: float = 15.0) 
                 "for a network device run `python -m android_bridge connect HOST:PORT`, for USB check the cable "
                 "and accept the debugging prompt")
         time.sleep(0.2)
+
+
+def pick_serial(server: AdbServer, serial: str | None, *, timeout_s: float = 15.0) -> str:
+    """`serial`, else $ANDROID_SERIAL, else the only online device; several or none is an error naming them."""
+    if serial:
+        return serial
+    if os.environ.get("ANDROID_SERIAL"):
+        return os.environ["ANDROID_SERIAL"]
+    online = [d.serial for d in list_devices(server, timeout_s=timeout_s) if d.state == "device"]
+    if len(online) == 1:
+        return online[0]
+    if not online:
+        raise DeviceNotFoundError(f"no device is online on adb server {server}; attach one (docs/android_bridge.md)")
+    raise DeviceNotFoundError(f"several devices on adb server {server} ({', '.join(online)}): pick one with --serial")
 
 
 def open_device(server: AdbServer, serial: str, *, timeout_s: float = 15.0) -> AdbDevice:

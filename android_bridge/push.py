@@ -89,7 +89,7 @@ def push_file(device: AdbDevice, local: Path, remote_dir: str = DEFAULT_REMOTE_D
             progress(total, total)
         return PushReport(remote, digest, total, True, 0, 0, time.monotonic() - start)
 
-    for attempt in range(2):
+    for _attempt in range(2):
         resumed_from, sent = _push_chunks(device, local, remote, digest, total, mode, chunk_bytes, idle_timeout_s,
                                           progress)
         partial = remote + ".partial"

@@ -39,7 +39,8 @@ class ShellResult:
     def check(self) -> ShellResult:
         if self.exit_code != 0:
             detail = (self.stderr or self.stdout).strip().splitlines()[-3:]
-            raise DeviceCommandError(f"`{self.command}` exited with {self.exit_code} on the device: {' / '.join(detail)}")
+            raise DeviceCommandError(
+                f"`{self.command}` exited with {self.exit_code} on the device: {' / '.join(detail)}")
         return self
 
 
@@ -56,7 +57,7 @@ def translate_adb_error(exc: Exception, serial: str) -> Exception:
 
 
 def features(device: AdbDevice, timeout_s: float = 10.0) -> set[str]:
-    client = device._client  # noqa: SLF001 - adbutils keeps the server address there
+    client = device._client  # adbutils keeps the server address there
     key = (client.host, client.port, device.serial or "")
     if key not in _features:
         try:
@@ -78,7 +79,10 @@ def run(device: AdbDevice, command: str, *, timeout_s: float, check: bool = Fals
     v2 = "shell_v2" in features(device, timeout_s)
     try:
         conn = device.open_transport(timeout=max(0.1, min(timeout_s, 10.0)))
-        conn.send_command(("shell,v2,raw:" if v2 else "shell:") + (command if v2 else f"{command}; echo {_EXIT_MARKER}$?"))
+        # Legacy shell has no exit code: run the command in a subshell (so its own `exit` cannot skip the marker)
+        # and echo the status after it.
+        service = f"shell,v2,raw:{command}" if v2 else f"shell:({command}\n); echo {_EXIT_MARKER}$?"
+        conn.send_command(service)
         conn.check_okay()
     except (adbutils.AdbError, OSError, EOFError) as exc:
         raise translate_adb_error(exc, serial) from exc
@@ -89,7 +93,7 @@ def run(device: AdbDevice, command: str, *, timeout_s: float, check: bool = Fals
         while exit_code is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise socket.timeout()
+                raise TimeoutError()
             sock.settimeout(remaining)
             if v2:
                 header = _recv_exact(sock, 5)
@@ -121,7 +125,7 @@ def run(device: AdbDevice, command: str, *, timeout_s: float, check: bool = Fals
                 out += data
                 if on_output:
                     on_output(data, b"")
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise CommandTimeoutError(
             f"`{_short(command)}` did not finish within {timeout_s:g} s on {serial}") from exc
     except OSError as exc:
@@ -130,7 +134,8 @@ def run(device: AdbDevice, command: str, *, timeout_s: float, check: bool = Fals
         conn.close()
     if exit_code is None:
         raise DeviceDisconnectedError(
-            f"device {serial} went away while running `{_short(command)}` (the shell stream ended without an exit code)")
+            f"device {serial} went away while running `{_short(command)}` "
+            "(the shell stream ended without an exit code)")
     result = ShellResult(command, exit_code, out.decode(errors="replace"), err.decode(errors="replace"))
     return result.check() if check else result
 

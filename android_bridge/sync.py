@@ -7,13 +7,13 @@ needs to send a byte range of a large file and to give up when the device stops 
 from __future__ import annotations
 
 import dataclasses
-import socket
 import stat as stat_mod
 import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import adbutils
 from adbutils import AdbDevice
@@ -52,7 +52,7 @@ class SyncSession:
         self._sock = self._conn.conn
         self._sock.settimeout(idle_timeout_s)
 
-    def __enter__(self) -> SyncSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -70,8 +70,9 @@ class SyncSession:
     def _send(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)
-        except socket.timeout as exc:
-            raise CommandTimeoutError(f"device {self.serial} stopped accepting data for {self.idle_timeout_s:g} s") from exc
+        except TimeoutError as exc:
+            raise CommandTimeoutError(
+                f"device {self.serial} stopped accepting data for {self.idle_timeout_s:g} s") from exc
         except OSError as exc:
             raise DeviceDisconnectedError(f"lost device {self.serial} during a file transfer: {exc}") from exc
 
@@ -83,8 +84,9 @@ class SyncSession:
                 if not chunk:
                     raise DeviceDisconnectedError(f"device {self.serial} closed the sync stream (gone?)")
                 data += chunk
-        except socket.timeout as exc:
-            raise CommandTimeoutError(f"device {self.serial} did not answer a sync request in {self.idle_timeout_s:g} s") from exc
+        except TimeoutError as exc:
+            raise CommandTimeoutError(
+                f"device {self.serial} did not answer a sync request in {self.idle_timeout_s:g} s") from exc
         except OSError as exc:
             raise DeviceDisconnectedError(f"lost device {self.serial} during a file transfer: {exc}") from exc
         return bytes(data)

@@ -62,6 +62,7 @@ def select_bundles(bundles_dir: Path, selectors: Sequence[str] = (), formats: Se
                 model=entry.model,
                 bundle_format=entry.format,
                 prefill_signatures=tuple(entry.prefill_lengths),
+                bytes=entry.bytes,
             )
         )
     if not chosen:

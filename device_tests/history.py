@@ -25,6 +25,7 @@ def history_key(result: BenchmarkResult) -> str:
     """Same bundle (by file name: a rebuilt file is what we want to catch), surface, environment, protocol."""
     env = result.environment
     adapter = (env.adapter or {}).get("architecture", "")
+    engine_warmup = (env.extra or {}).get("engine_warmup", "")
     return "|".join(
         str(p)
         for p in (
@@ -33,6 +34,7 @@ def history_key(result: BenchmarkResult) -> str:
             env.backend,
             env.threads,
             adapter,
+            engine_warmup,
             result.precision,
             Path(result.bundle_file).name,
             result.prefill_tokens,

@@ -147,7 +147,7 @@ def request_from_args(args: argparse.Namespace, argv: Sequence[str]) -> LabReque
         tolerances=dict(args.tolerance), cv_limit=args.cv_limit, gates=dict(args.gate)
     )
     return LabRequest(
-        surface="host" if args.surface == "judge" else args.surface,
+        surface=args.surface,
         bundles_dir=args.bundles,
         report_dir=args.report_dir,
         selectors=args.select,
@@ -217,7 +217,10 @@ def describe(ev: Evaluation) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.results and args.surface != "judge":
+        parser.error(f"unexpected arguments {[str(r) for r in args.results]} (result files are for `judge` only)")
     try:
         request = request_from_args(args, argv)
         if args.surface == "judge":

@@ -53,6 +53,7 @@ class BenchmarkResult:
     prefill_signatures: list[int] = dataclasses.field(default_factory=list)
     warmup_runs: int = 0
     started_utc: str = ""
+    bundle_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -99,7 +99,7 @@ def comparison_charts(ev: Evaluation, policy: Policy) -> str:
     measured = measured_metrics(ev.result)
     own = {c.reference for c in ev.check("baseline") if c.metrics}
     charts = []
-    for name in ("prefill_tokens_per_s", "decode_tokens_per_s", "ttft_s"):
+    for name in ("prefill_tokens_per_s", "decode_tokens_per_s", "ttft_s", "cpu_rss_mib", "model_size_mib"):
         rule = policy.metrics.get(name)
         summary = measured.get(name)
         bars: list[tuple[str, float, str]] = []
@@ -113,7 +113,7 @@ def comparison_charts(ev: Evaluation, policy: Policy) -> str:
                 )
         if len(bars) > (1 if summary else 0):
             charts.append(bar_chart(rule.label if rule else name, bars, rule.unit if rule else ""))
-        elif name != "ttft_s" and summary:
+        elif name in ("prefill_tokens_per_s", "decode_tokens_per_s") and summary:
             charts.append(
                 bar_chart(f"{rule.label if rule else name} (no published figure)", bars, rule.unit if rule else "")
             )
@@ -216,7 +216,8 @@ def render_report(
 <h1>gemma-edge device lab — {_e(meta.get("surface"))}: {verdict_badge(overall)}</h1>
 <p>{summary}</p>
 <p class="small">Generated {_e(meta.get("generated_utc"))} · command <code>{_e(meta.get("command"))}</code><br>
-Protocol: {_e(meta.get("warmup"))} warm-up + {_e(meta.get("runs"))} measured runs, median; spread limit cv ≤
+Protocol: {_e(meta.get("warmup"))} warm-up + {_e(meta.get("runs"))} measured runs,
+{_e(meta.get("prefill_tokens"))} prefill / {_e(meta.get("decode_tokens"))} decode tokens, median; spread limit cv ≤
 {policy.cv_limit * 100:.0f}% (wider: "unstable"); tolerances: {_e(tolerances)}. A published figure is used only for
 the same model, recipe, KV cache, backend and precision on its own device; otherwise "no baseline" or
 "different device: no verdict".</p>

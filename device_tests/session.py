@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class LabRequest:
     command: str = ""
 
     def __post_init__(self) -> None:
-        if self.surface not in SURFACES:
+        if self.surface not in (*SURFACES, "judge"):
             raise LabError(f"unknown surface {self.surface!r}; choose one of: {', '.join(SURFACES)}")
         if self.runs < 1 or self.warmup < 0:
             raise LabError("--runs must be at least 1 and --warmup at least 0")
@@ -103,6 +103,7 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
             threads=request.threads,
             cpus=request.cpus,
             timeout_s=request.timeout_s,
+            engine_warmup=request.engine_warmup,
         )
         for bundle in bundles:
             on_result(run_host_benchmark(bundle, options))
@@ -144,68 +145,104 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
 
 
 def run_lab(request: LabRequest, on_evaluation: Callable[[Evaluation], None] | None = None) -> LabOutcome:
-    """Measure every selected bundle, judge each result, write the reports and append the history."""
+    """Measure every selected bundle, judge each result as it comes, write the reports and append the history.
+
+    Reports are written even when a runner raises half way, so the bundles measured before it are not lost.
+    """
+    if request.surface not in SURFACES:
+        raise LabError(f"run_lab measures on {', '.join(SURFACES)}; use judge_results() for recorded results")
     formats = request.formats or (("task",) if request.surface == "web" else ())
     bundles = select_bundles(request.bundles_dir, request.selectors, formats)
-    results: list[BenchmarkResult] = []
+    judge = Judge(request)  # loads baselines, policy and history first: bad data fails before minutes of runs
 
     def collect(result: BenchmarkResult) -> None:
-        results.append(result)
+        ev = judge.add(result)
+        if on_evaluation:
+            on_evaluation(ev)
 
-    started = _now()
-    measure(request, bundles, collect)
-    return judge_results(results, request, started=started, on_evaluation=on_evaluation)
+    try:
+        measure(request, bundles, collect)
+    finally:
+        if judge.evaluations:
+            outcome = judge.finish()
+    if not judge.evaluations:
+        raise LabError("nothing was measured")
+    return outcome
 
 
 def judge_results(
     results: Sequence[BenchmarkResult],
     request: LabRequest,
     *,
-    started: str | None = None,
     on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> LabOutcome:
-    """Judge results (measured now or recorded elsewhere), write JSON + HTML, append the history."""
-    baselines: BaselineSet = load_baselines(request.baselines_path)
-    policy = request.policy or load_policy()
-    history_path = request.history_path or request.report_dir / "history.jsonl"
-    history = load_history(history_path)
-    evaluations = []
-    new_entries = []
+    """Judge results recorded elsewhere (or measured already), write JSON + HTML, append the history."""
+    judge = Judge(request)
     for result in results:
-        ev = evaluate(result, baselines, policy, history)
-        evaluations.append(ev)
-        new_entries.append(make_entry(result, ev.verdict, stable=spread_ok(result, policy)))
+        ev = judge.add(result)
         if on_evaluation:
             on_evaluation(ev)
-    if request.record_history:
-        append_history(history_path, new_entries)
-        history = history + new_entries
-    meta: dict[str, Any] = {
-        "surface": request.surface,
-        "started_utc": started or _now(),
-        "generated_utc": _now(),
-        "command": request.command or shlex.join(sys.argv),
-        "runs": request.runs,
-        "warmup": request.warmup,
-        "prefill_tokens": request.prefill_tokens,
-        "decode_tokens": request.decode_tokens,
-        "bundles_dir": str(request.bundles_dir),
-        "baselines": str(baselines.path),
-        "history_path": str(history_path),
-        "policy": {
-            "cv_limit": policy.cv_limit,
-            "metrics": {n: dataclasses.asdict(r) for n, r in policy.metrics.items()},
-        },
-    }
-    request.report_dir.mkdir(parents=True, exist_ok=True)
-    stamp = meta["generated_utc"].replace(":", "").replace("-", "")
-    json_path = write_json_report(request.report_dir / f"lab-{request.surface}-{stamp}.json", evaluations, meta)
-    html_text = render_report(evaluations, baselines=baselines, policy=policy, history=history, meta=meta)
-    html_path = request.report_dir / f"lab-{request.surface}-{stamp}.html"
-    html_path.write_text(html_text, encoding="utf-8")
-    for name, path in (("latest.json", json_path), ("latest.html", html_path)):
-        (request.report_dir / f"lab-{request.surface}-{name}").write_bytes(path.read_bytes())
-    return LabOutcome(evaluations, json_path, html_path, history_path)
+    return judge.finish()
+
+
+class Judge:
+    """Judges results one by one against the published rows and the history as it was before this run."""
+
+    def __init__(self, request: LabRequest) -> None:
+        self.request = request
+        self.baselines: BaselineSet = load_baselines(request.baselines_path)
+        self.policy = request.policy or load_policy()
+        self.history_path = request.history_path or request.report_dir / "history.jsonl"
+        self.history = load_history(self.history_path)
+        self.started = _now()
+        self.evaluations: list[Evaluation] = []
+        self.new_entries: list[dict[str, Any]] = []
+
+    def add(self, result: BenchmarkResult) -> Evaluation:
+        ev = evaluate(result, self.baselines, self.policy, self.history)
+        self.evaluations.append(ev)
+        self.new_entries.append(make_entry(result, ev.verdict, stable=spread_ok(result, self.policy)))
+        return ev
+
+    def finish(self) -> LabOutcome:
+        """Append the history, write the JSON and HTML reports (and their `-latest` copies)."""
+        request, policy, results = self.request, self.policy, [ev.result for ev in self.evaluations]
+        history = self.history
+        if request.record_history:
+            append_history(self.history_path, self.new_entries)
+            history = history + self.new_entries
+        meta: dict[str, Any] = {
+            "surface": request.surface,
+            "started_utc": self.started,
+            "generated_utc": _now(),
+            "command": request.command or shlex.join(sys.argv),
+            # As recorded in the results (a judged file may hold several protocols), not as asked for.
+            "runs": _distinct(len(r.samples) for r in results if r.status == "ok"),
+            "warmup": _distinct(r.warmup_runs for r in results),
+            "prefill_tokens": _distinct(r.prefill_tokens for r in results),
+            "decode_tokens": _distinct(r.decode_tokens for r in results),
+            "bundles_dir": str(request.bundles_dir),
+            "baselines": str(self.baselines.path),
+            "history_path": str(self.history_path),
+            "policy": {
+                "cv_limit": policy.cv_limit,
+                "metrics": {n: dataclasses.asdict(r) for n, r in policy.metrics.items()},
+            },
+        }
+        request.report_dir.mkdir(parents=True, exist_ok=True)
+        stamp = meta["generated_utc"].replace(":", "").replace("-", "")
+        json_path = request.report_dir / f"lab-{request.surface}-{stamp}.json"
+        write_json_report(json_path, self.evaluations, meta)
+        html_text = render_report(self.evaluations, baselines=self.baselines, policy=policy, history=history, meta=meta)
+        html_path = request.report_dir / f"lab-{request.surface}-{stamp}.html"
+        html_path.write_text(html_text, encoding="utf-8")
+        for name, path in (("latest.json", json_path), ("latest.html", html_path)):
+            (request.report_dir / f"lab-{request.surface}-{name}").write_bytes(path.read_bytes())
+        return LabOutcome(self.evaluations, json_path, html_path, self.history_path)
+
+
+def _distinct(values: Iterable[int]) -> str:
+    return "/".join(str(v) for v in sorted(set(values))) or "–"
 
 
 def _now() -> str:

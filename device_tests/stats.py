@@ -44,6 +44,9 @@ def measured_metrics(result: BenchmarkResult) -> dict[str, MetricSummary]:
         summary = summarize(values)  # type: ignore[arg-type]
         if summary:
             out[name] = summary
+    if result.bundle_bytes:
+        size = result.bundle_bytes / MIB
+        out["model_size_mib"] = MetricSummary(size, None, 1, (size,))
     if result.peak_memory_bytes:
         out["cpu_rss_mib"] = MetricSummary(result.peak_memory_bytes / MIB, None, 1, (result.peak_memory_bytes / MIB,))
     return out

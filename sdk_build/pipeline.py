@@ -26,7 +26,7 @@ from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_m
 from sdk_build.memory import own_peak_rss_bytes
 from sdk_build.naming import bundle_filename, bundle_stem
 from sdk_build.progress import console, status
-from sdk_build.quantize import quantize_tflite
+from sdk_build.quantize import build_recipe, quantize_tflite
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
 from sdk_build.spec import BundleFormat, VariantSpec
 from sdk_build.versions import tool_versions
@@ -46,6 +46,7 @@ def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFo
         "checkpoint": checkpoint.fingerprint,
         "variant": {**variant.to_dict(), "formats": [fmt.value]},
         "export": dataclasses.asdict(options),
+        "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
         "tools": tool_versions(),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]

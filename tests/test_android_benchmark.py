@@ -1,4 +1,5 @@
 """Benchmarks of the tiny bundle through the real adb server on the stand-in phone (which runs host litert-lm)."""
+# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
 
 from __future__ import annotations
 
@@ -105,11 +106,19 @@ def test_a_hung_run_times_out_and_is_killed(adb_server, standin_factory, tiny_ta
                               adb_port=adb_server.port, timeout_s=4, **SMALL)
     assert time.monotonic() - start < 20
     result = caught.value.result
-    assert result is not None and len(result.samples) == 1 and result.environment.extra["runs"][-1]["error"] == "timeout"
+    assert result is not None and len(result.samples) == 1
+    assert result.environment.extra["runs"][-1]["error"] == "timeout"
     deadline = time.monotonic() + 5
     while phone.running_commands() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert phone.running_commands() == 0  # nothing left running on the phone
+
+
+def test_gpu_the_phone_cannot_run_is_unsupported_not_a_crash(adb_server, standin, tiny_task):
+    result = run_android_benchmark(standin.serial, tiny_task, binary_path=PLACEHOLDER_BINARY, backend="gpu", runs=1,
+                                   warmup=0, adb_port=adb_server.port, timeout_s=120, **SMALL)
+    assert result.status == "unsupported" and result.samples == []
+    assert "Failed to create engine" in result.message and result.environment.backend == "gpu"
 
 
 def test_cli_bench_writes_results_the_lab_reads(adb_server, standin, tiny_bundle_dir, tmp_path):
@@ -118,7 +127,7 @@ def test_cli_bench_writes_results_the_lab_reads(adb_server, standin, tiny_bundle
         [sys.executable, "-m", "android_bridge", "--adb-port", str(adb_server.port), "bench", "--serial",
          standin.serial, "--bundle-dir", str(tiny_bundle_dir), "--binary", str(PLACEHOLDER_BINARY), "--prefill", "32",
          "--decode", "16", "--runs", "1", "--warmup", "0", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=180, env=adb_server.env())
+        cwd=REPO, capture_output=True, text=True, timeout=180, env=adb_server.env(), check=False)
     assert proc.returncode == 0, proc.stderr
     results = [BenchmarkResult.from_dict(item) for item in json.loads(out.read_text())]
     assert {Path(r.bundle_file).suffix for r in results} == {".task", ".litertlm"}
@@ -132,7 +141,7 @@ def test_device_lab_android_session_against_the_standin(adb_server, standin, tin
         [sys.executable, "-m", "device_tests.lab", "android", "--serial", standin.serial, "--binary",
          str(PLACEHOLDER_BINARY), "--bundles", str(tiny_bundle_dir), "--format", "task", "--runs", "1", "--warmup",
          "0", "--prefill", "32", "--decode", "16", "--report-dir", str(tmp_path), "--no-history"],
-        cwd=REPO, capture_output=True, text=True, timeout=180, env=adb_server.env())
+        cwd=REPO, capture_output=True, text=True, timeout=180, env=adb_server.env(), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "lab-android-latest.json").exists() and (tmp_path / "lab-android-latest.html").exists()
     assert "Stand-in phone" in proc.stdout

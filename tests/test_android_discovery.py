@@ -1,4 +1,5 @@
 """Discovery through the real adb server: `adb connect` to the stand-in phone, and a second (remote) adb server."""
+# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from adb_fixture.pytest_support import (  # noqa: F401 - pytest fixtures
     standin_factory,
 )
 
-from android_bridge.discovery import connect, list_devices, open_device
+from android_bridge.discovery import connect, list_devices, open_device, pick_serial
 from android_bridge.errors import AdbServerError, DeviceNotFoundError
 from android_bridge.server import AdbServer, parse_server_socket, resolve_server
 
@@ -43,8 +44,9 @@ def test_remote_adb_server_through_adb_server_socket(standin, monkeypatch):
         assert standin.serial not in {d.serial for d in list_devices(server)}
         connect(server, standin.serial)
         assert {d.serial: d.state for d in list_devices(server)}[standin.serial] == "device"
+        env = {**remote.env(), "ADB_SERVER_SOCKET": f"tcp:127.0.0.1:{remote.port}"}
         out = subprocess.run([sys.executable, "-m", "android_bridge", "devices"], cwd=REPO, capture_output=True,
-                             text=True, timeout=60, env={**remote.env(), "ADB_SERVER_SOCKET": f"tcp:127.0.0.1:{remote.port}"})
+                             text=True, timeout=60, env=env, check=False)
         assert out.returncode == 0, out.stderr
         assert standin.serial in out.stdout and "tcp" in out.stdout
         # explicit host/port beats the environment
@@ -58,6 +60,20 @@ def test_open_device_connects_host_port_serials(adb_server, standin_factory):
     device = open_device(adb_server.server, phone.serial, timeout_s=10)
     assert device.serial == phone.serial
     assert {d.serial: d.state for d in list_devices(adb_server.server)}[phone.serial] == "device"
+
+
+def test_pick_serial_takes_the_only_online_device(standin_factory, monkeypatch):
+    lone = AdbServerProcess().start()
+    try:
+        with pytest.raises(DeviceNotFoundError, match="no device is online"):
+            pick_serial(lone.server, None)
+        phone = standin_factory(attach=False)
+        connect(lone.server, phone.serial)
+        assert pick_serial(lone.server, None) == phone.serial
+        monkeypatch.setenv("ANDROID_SERIAL", "R5CX1234ABC")
+        assert pick_serial(lone.server, None) == "R5CX1234ABC"
+    finally:
+        lone.stop()
 
 
 def test_unknown_serial_is_a_clear_error(adb_server):

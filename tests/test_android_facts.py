@@ -1,4 +1,5 @@
 """Device facts, shell exit codes and time-outs through the real adb server; parsers on real-format text."""
+# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def test_big_cores_and_gles():
     assert big_cores(parse_cpu_max_freqs("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq 1800000\n"
                                          "/sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq 1800000\n")) == [0, 1]
     assert big_cores({0: 1, 1: 1, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2, 7: 3}) == [4, 5, 6, 7]
-    assert parse_gles("GLES: ARM, Mali-G715-Immortalis MC11, OpenGL ES 3.2 v1.r38p1\n") == "ARM, Mali-G715-Immortalis MC11"
+    mali = "GLES: ARM, Mali-G715-Immortalis MC11, OpenGL ES 3.2 v1.r38p1\n"
+    assert parse_gles(mali) == "ARM, Mali-G715-Immortalis MC11"
     assert parse_gles("no gles here") == ""
 
 

@@ -1,4 +1,5 @@
 """Pushing through the real adb server: sha256 skip, and resuming a push the device interrupted."""
+# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from adb_fixture.device import FakeAdbDevice, Faults
+from adb_fixture.profile import DeviceProfile
 from adb_fixture.pytest_support import (  # noqa: F401 - pytest fixtures
     _no_ambient_adb_env,
     adb_server,
@@ -16,6 +18,7 @@ from adb_fixture.pytest_support import (  # noqa: F401 - pytest fixtures
     standin_factory,
 )
 
+from android_bridge import shell
 from android_bridge.discovery import open_device
 from android_bridge.errors import DeviceDisconnectedError
 from android_bridge.push import push_file
@@ -95,3 +98,14 @@ def test_torn_tail_is_cut_back_and_foreign_partial_discarded(adb_server, standin
     foreign = push_file(device, payload, REMOTE, chunk_bytes=CHUNK)
     assert foreign.resumed_from == 0 and foreign.bytes_sent == len(data)
     assert sha(folder / "bundle.bin") == sha(payload)
+
+
+def test_old_android_without_shell_v2_or_stat_v2(adb_server, standin_factory, payload):
+    """Android < 7 has neither: exit codes come from the legacy shell, sizes from STAT v1."""
+    phone = standin_factory(profile=DeviceProfile(features=("cmd",)))
+    device = open_device(adb_server.server, phone.serial)
+    result = shell.run(device, "echo legacy; exit 3", timeout_s=10)
+    assert (result.exit_code, result.stdout.strip()) == (3, "legacy")
+    report = push_file(device, payload, REMOTE, chunk_bytes=CHUNK)
+    assert not report.skipped and sha(on_phone(phone, "bundle.bin")) == sha(payload)
+    assert push_file(device, payload, REMOTE, chunk_bytes=CHUNK).skipped

@@ -39,6 +39,7 @@ def result(env: Environment, prefill: list[float], decode: list[float], **kw) ->
         bundle_format="task",
         prefill_signatures=[32, 128, 512, 1280],
         warmup_runs=1,
+        bundle_bytes=1_054_301_942,
     )
     base.update(kw)
     return BenchmarkResult(**base)
@@ -75,6 +76,7 @@ def test_reports_json_html_and_history(tmp_path: Path):
     # Self-contained: no scripts, stylesheets, images or fonts from anywhere else.
     assert "<script" not in page and "<link" not in page and not re.search(r'src=["\']', page)
     assert page.count("<svg") >= 4  # prefill + decode for each measured bundle
+    assert "Bundle size" in page and "1,005" in page  # the 1B q8 .task is the published 1,005 MiB
     for text in (
         "different device: no verdict",
         "fail",

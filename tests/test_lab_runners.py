@@ -76,7 +76,7 @@ def test_host_lab_on_tiny_bundles(tiny_bundle_dir: Path, tmp_path: Path, capsys)
         result = record["result"]
         assert result["status"] == "ok" and len(result["samples"]) == 3 and result["warmup_runs"] == 1
         assert all(s["prefill_tokens_per_s"] > 0 and s["decode_tokens_per_s"] > 0 for s in result["samples"])
-        assert result["peak_memory_bytes"] > 10 * 2**20
+        assert result["peak_memory_bytes"] > 10 * 2**20 and result["bundle_bytes"] > 100_000
         env = result["environment"]
         assert env["threads"] == 1 and env["extra"]["cpu_affinity"] == [
             sorted(env["extra"]["cpu_affinity_available"])[0]

@@ -8,14 +8,13 @@ Answers are noise (random weights); the 270M test at the bottom checks real text
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from web_demo.automation import ask, find_chromium, launch_browser, open_demo, run_page_benchmark
+from web_demo.automation import ask, find_chromium, launch_browser, open_demo
 from web_support import LiveServer, live_server, make_serving_dir
 
 try:
@@ -121,11 +120,17 @@ def test_stop_cancels_a_running_answer(page: Any, served: dict[str, Any]) -> Non
         "(document.querySelector('#transcript .msg.model') || {}).textContent?.length > 0", timeout=120_000, polling=50
     )
     page.click("#stop")
+    shown_at_stop = page.evaluate("document.querySelector('#transcript .msg.model').textContent")
     page.wait_for_function("['ready', 'error'].includes(document.body.dataset.state) && window.__demo.stats", timeout=60_000)
     stats = page.evaluate("window.__demo.stats")
     assert stats["cancelled"] is True
-    assert text(page, "#transcript .msg.model").endswith("[stopped]")
+    final = text(page, "#transcript .msg.model")
+    assert final.endswith(" [stopped]")
+    # Nothing streamed after Stop (the engine may finish in the background: MediaPipe ignores cancel for .task).
+    assert final.removesuffix(" [stopped]").startswith(shown_at_stop.rstrip()[:20])
     assert stats["tokens_in"] + 1 + stats["tokens_out"] < 256
+    assert "Stopped" in text(page, "#load-status")
+    assert not page.is_disabled("#send")
 
 
 def test_pretrained_bundles_get_raw_text(page: Any, served: dict[str, Any]) -> None:
@@ -184,58 +189,3 @@ def test_too_large_bundle_is_refused(browser: Any, server: LiveServer, served: d
     page.wait_for_function("document.body.dataset.state === 'error'")
     assert "Model too large for this adapter" in text(page, "#error")
     page.close()
-
-
-def test_benchmark_mode_returns_json_and_posts_it(server: LiveServer, served: dict[str, Any]) -> None:
-    result = run_page_benchmark(server.base_url, served["task"], "auto", prefill_tokens=32, decode_tokens=16,
-                                runs=2, warmup=1, timeout_s=180)
-    assert result["ok"], result["error"]
-    assert result["schema"] == "gemma-edge.web-bench/1"
-    assert result["precision_used"] == "f32" and result["force_f32"] is True and "no shader-f16" in result["precision_note"]
-    assert result["adapter"]["architecture"] == "swiftshader" and result["adapter"]["shaderF16"] is False
-    assert result["adapter"]["limits"]["maxStorageBufferBindingSize"] > 0
-    assert result["bundle"]["sha256"] == next(e["sha256"] for e in served["entries"] if e["file"] == served["task"])
-    assert len(result["runs"]) == 2
-    for run in result["runs"]:
-        assert run["prefill_tokens"] == 32 and run["decode_tokens"] == 16
-        for key in ("ttft_ms", "prefill_tok_s", "decode_tok_s", "total_ms"):
-            assert positive_finite(run[key]), (key, run)
-    assert positive_finite(result["load_ms"]) and positive_finite(result["summary"]["decode_tok_s"])
-    stored = server.get_json("/api/bench-results")["results"]
-    assert any(r["result"]["started_utc"] == result["started_utc"] for r in stored)
-    assert result["posted"]["id"] in {r["id"] for r in stored}
-
-
-def test_benchmark_mode_reports_f16_refusal(server: LiveServer, served: dict[str, Any]) -> None:
-    result = run_page_benchmark(server.base_url, served["task"], "f16", 16, 4, runs=1, warmup=0, timeout_s=60)
-    assert result["ok"] is False and "F16 refused" in result["error"] and result["runs"] == []
-
-
-def test_screenshot_after_an_answer(server: LiveServer, served: dict[str, Any], tmp_path: Path) -> None:
-    from web_demo.screenshot import capture_screenshot
-
-    out = tmp_path / "shot.png"
-    answer = capture_screenshot(server.base_url, served["task"], out, max_tokens=48)
-    assert answer["error"] is None and answer["text"]
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
-
-
-@pytest.mark.slow
-def test_real_270m_bundle_answers_in_the_page() -> None:
-    """The real Gemma 3 270M in the page on SwiftShader (F32): first token takes ~2 min there (FACTS.md)."""
-    from sdk_build.manifest import load_manifest
-
-    directory = os.environ.get("GEMMA_EDGE_270M_BUNDLE_DIR")
-    if not directory:
-        pytest.skip("set GEMMA_EDGE_270M_BUNDLE_DIR to a folder with the 270M .task and its manifest.json")
-    entries = [e for e in load_manifest(Path(directory)).bundles if e.format == "task" and "270m" in e.model.lower()]
-    assert entries, f"no 270M .task in {directory}/manifest.json"
-    entry = min(entries, key=lambda e: e.bytes)
-    with live_server({"BUNDLES_DIR": Path(directory)}) as live, launch_browser() as context:
-        page = open_demo(context, live.base_url)
-        answer = ask(page, entry.file, "The capital of France is", precision="auto", max_tokens=24, top_k=1,
-                     temperature=0, timeout_s=900)
-    assert answer["error"] is None, answer["error"]
-    assert answer["stats"]["precision_used"] == "f32"
-    words = answer["text"].lower()
-    assert any(w in words for w in ("paris", "france", "capital")), answer["text"]

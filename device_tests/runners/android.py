@@ -86,6 +86,7 @@ def complete_from_bundle(result: BenchmarkResult, bundle: BundleInfo, warmup: in
     result.bundle_format = result.bundle_format or bundle.bundle_format
     result.prefill_signatures = result.prefill_signatures or list(bundle.prefill_signatures)
     result.warmup_runs = result.warmup_runs or warmup
+    result.bundle_bytes = result.bundle_bytes or bundle.bytes
     result.quantization = result.quantization or bundle.quantization
     result.ekv = result.ekv or bundle.ekv
     result.environment.surface = result.environment.surface or "android"

@@ -44,7 +44,7 @@ class HostRunOptions:
     timeout_s: float = 900.0
     litert_lm: str | None = None
     engine_warmup: bool = True
-    """litert-lm's own warm-up pass inside each process (off: --skip-warmup; halves the time, measures a cold engine)."""
+    """litert-lm's own warm-up pass in each process (off: --skip-warmup; half the time, a cold engine)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,7 @@ class BundleInfo:
     model: str = ""
     bundle_format: str = ""
     prefill_signatures: tuple[int, ...] = ()
+    bytes: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +159,7 @@ def host_environment(options: HostRunOptions, cpus: list[int], pinned_with: str)
             "pinned_with": pinned_with,
             "runtime": f"litert-lm {_version('litert-lm')}",
             "executor": "XNNPACK (LiteRT CPU)",
+            "engine_warmup": options.engine_warmup,
         }
     )
     return Environment(
@@ -190,6 +192,7 @@ def run_host_benchmark(bundle: BundleInfo, options: HostRunOptions) -> Benchmark
         model=bundle.model,
         bundle_format=bundle.bundle_format,
         prefill_signatures=list(bundle.prefill_signatures),
+        bundle_bytes=bundle.bytes,
         warmup_runs=options.warmup,
         started_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )

@@ -83,6 +83,7 @@ def page_to_result(page: dict[str, Any], bundle: BundleInfo, precision: str, opt
         model=bundle.model,
         bundle_format=bundle.bundle_format,
         prefill_signatures=list(bundle.prefill_signatures),
+        bundle_bytes=bundle.bytes,
         warmup_runs=options.warmup,
         started_utc=page.get("started_utc") or _now(),
     )

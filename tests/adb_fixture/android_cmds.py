@@ -107,7 +107,7 @@ def _battery(temp: float) -> str:
         "Current Battery Service state:\n  AC powered: false\n  USB powered: true\n  Wireless powered: false\n"
         "  Max charging current: 500000\n  Max charging voltage: 5000000\n  Charge counter: 3794000\n"
         "  status: 2\n  health: 2\n  present: true\n  level: 87\n  scale: 100\n  voltage: 4301\n"
-        f"  temperature: {int(round((temp - 1.0) * 10))}\n  technology: Li-ion\n"
+        f"  temperature: {round((temp - 1.0) * 10)}\n  technology: Li-ion\n"
     )
 
 

@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from . import protocol as p
 from .paths import device_to_host, map_command, unmap_output
@@ -169,18 +170,18 @@ class _Transport(threading.Thread):
             self.send(p.A_OKAY, local_id, msg.arg0)
             threading.Thread(target=self._serve, args=(handler, stream, service), daemon=True).start()
         elif msg.command == p.A_WRTE:
-            stream = self.streams.get(msg.arg1)
-            if stream is not None:
-                stream.inbound.put(msg.data)
+            target = self.streams.get(msg.arg1)
+            if target is not None:
+                target.inbound.put(msg.data)
                 self.send(p.A_OKAY, msg.arg1, msg.arg0)
         elif msg.command == p.A_OKAY:
-            stream = self.streams.get(msg.arg1)
-            if stream is not None:
-                stream.acked()
+            target = self.streams.get(msg.arg1)
+            if target is not None:
+                target.acked()
         elif msg.command == p.A_CLSE:
-            stream = self.streams.pop(msg.arg1, None)
-            if stream is not None:
-                stream.remote_closed()
+            target = self.streams.pop(msg.arg1, None)
+            if target is not None:
+                target.remote_closed()
 
     def _serve(self, handler, stream: _Stream, service: str) -> None:
         try:
@@ -277,8 +278,9 @@ class FakeAdbDevice:
 
     stop = vanish
 
-    def __enter__(self) -> FakeAdbDevice:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -430,12 +432,10 @@ class FakeAdbDevice:
         stream.write(b"OKAY" + bytes(4))
 
     def _sync_recv(self, stream: _Stream, source: Path) -> None:
-        try:
-            handle = open(source, "rb")
-        except OSError as exc:
-            _sync_fail(stream, exc.strerror or str(exc))
+        if not source.is_file():
+            _sync_fail(stream, "No such file or directory")
             return
-        with handle:
+        with open(source, "rb") as handle:
             while chunk := handle.read(p.SYNC_DATA_MAX):
                 stream.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
         stream.write(b"DONE" + bytes(4))

@@ -60,7 +60,8 @@ class DeviceProfile:
             "ro.product.cpu.abilist": f"{self.abi},armeabi-v7a,armeabi",
             "ro.build.version.release": self.android_release,
             "ro.build.version.sdk": str(self.sdk),
-            "ro.build.fingerprint": f"gemma-edge/{self.product}/{self.device}:{self.android_release}/STANDIN/1:user/test-keys",
+            "ro.build.fingerprint":
+                f"gemma-edge/{self.product}/{self.device}:{self.android_release}/STANDIN/1:user/test-keys",
             "ro.hardware.egl": "adreno",
             "ro.serialno": "STANDIN0001",
         }

@@ -34,7 +34,7 @@ def _ignorable_range(value: str | None, if_range: str | None) -> bool:
     if not value:
         return False
     unit, _, spec = value.partition("=")
-    weak_if_range = bool(if_range) and if_range.strip().startswith("W/")
+    weak_if_range = if_range is not None and if_range.strip().startswith("W/")
     return unit.strip().lower() != "bytes" or "," in spec or weak_if_range
 
 

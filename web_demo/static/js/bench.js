@@ -91,7 +91,7 @@ export async function runBenchmark(params, gpu, bundles, onStatus = () => {}) {
       const g = await generate(llm, prompt);
       if (warm) continue;
       result.runs.push({
-        prefill_tokens: g.tokensIn, decode_tokens: g.tokensOut, ttft_ms: g.ttftMs, prefill_tok_s: g.prefillTokS,
+        prefill_tokens: g.tokensIn, decode_tokens: g.tokensOut, decode_tokens_retokenized: g.tokensOutRetokenized, ttft_ms: g.ttftMs, prefill_tok_s: g.prefillTokS,
         decode_ms: g.decodeMs, decode_tok_s: g.decodeTokS, total_ms: g.totalMs, updates: g.updates,
       });
     }

@@ -72,39 +72,58 @@ export function countTokens(llm, text) {
 }
 
 /**
- * Run one generation. onPartial(deltaText, fullText) is called for each streamed piece.
- * Returns {text, cancelled, tokensIn, tokensOut, ttftMs, prefillTokS, decodeMs, decodeTokS, totalMs, updates}.
+ * Run one generation. onPartial(deltaText, fullText) is called for each streamed piece. Aborting `signal`
+ * stops the answer: it calls cancelProcessing() and freezes the text at that point. MediaPipe 0.10.29 ignores
+ * cancelProcessing() for .task bundles on WebGPU (it sets a flag the engine never reads), so the engine may
+ * keep decoding in the background; this still resolves only once the engine is idle again (it accepts one
+ * query at a time and sizeInTokens() is refused while busy). `engineKeptRunning` says which case happened.
+ * Returns {text, cancelled, engineKeptRunning, tokensIn, tokensOut, tokensOutRetokenized, ttftMs, prefillTokS, decodeMs,
+ * decodeTokS, totalMs, updates}; speeds cover the shown tokens only.
  */
-export async function generate(llm, prompt, onPartial = () => {}) {
+export async function generate(llm, prompt, onPartial = () => {}, signal = null) {
   const tokensIn = countTokens(llm, prompt);
   let text = '';
+  let engineText = '';
   let updates = 0;
+  let steps = 0;
   let firstAt = null;
-  let lastAt = null;
+  let stoppedAt = null;
+  const onAbort = () => { stoppedAt ??= performance.now(); llm.cancelProcessing(); };
+  if (signal) {
+    if (signal.aborted) throw new EngineError('Generation was cancelled before it started');
+    signal.addEventListener('abort', onAbort, { once: true });
+  }
   const started = performance.now();
-  let result;
   try {
-    result = await llm.generateResponse(prompt, (partial, done) => {
-      const now = performance.now();
-      if (partial) {
-        if (firstAt === null) firstAt = now;
-        lastAt = now;
-        updates++;
-        text += partial;
-        onPartial(partial, text);
-      }
-      if (done) lastAt = lastAt ?? now;
+    const result = await llm.generateResponse(prompt, (partial, done) => {
+      // One callback per decoded token; a token can decode to '' (e.g. half a UTF-8 character), while a
+      // final done=true callback with '' carries no token.
+      if (!partial && done) return;
+      engineText += partial || '';
+      if (stoppedAt !== null) return;
+      if (firstAt === null) firstAt = performance.now();
+      steps++;
+      if (!partial) return;
+      updates++;
+      text += partial;
+      onPartial(partial, text);
     });
+    if (stoppedAt === null && typeof result === 'string' && result.length > text.length) text = result;
   } catch (e) {
     throw new EngineError(`Generation failed: ${errorText(e)}`);
+  } finally {
+    if (signal) signal.removeEventListener('abort', onAbort);
   }
-  const ended = performance.now();
-  if (typeof result === 'string' && result.length >= text.length) text = result;
-  const tokensOut = text ? countTokens(llm, text) : 0;
+  const ended = stoppedAt ?? performance.now();
+  // Tokens streamed by the engine; re-tokenizing the text (sizeInTokens) can differ by a token or two
+  // because generated pieces may merge differently, so both are reported.
+  const tokensOut = steps;
+  const tokensOutRetokenized = text ? countTokens(llm, text) : 0;
   const ttftMs = firstAt === null ? null : firstAt - started;
   const decodeMs = firstAt === null ? null : ended - firstAt;
   return {
-    text, tokensIn, tokensOut, updates, ttftMs, decodeMs, totalMs: ended - started,
+    text, cancelled: stoppedAt !== null, engineKeptRunning: stoppedAt !== null && engineText.length > text.length,
+    tokensIn, tokensOut, tokensOutRetokenized, updates, ttftMs, decodeMs, totalMs: ended - started,
     prefillTokS: ttftMs ? tokensIn / (ttftMs / 1000) : null,
     decodeTokS: decodeMs && tokensOut > 1 ? (tokensOut - 1) / (decodeMs / 1000) : null,
   };

@@ -55,6 +55,9 @@ function renderBundles() {
     opt.textContent = `${b.file} — ${fmtBytes(b.bytes)} — ${fit.status === 'fits' ? 'fits' : fit.status.replace(/-/g, ' ')}`;
     sel.append(opt);
   }
+  // Default to the first .task: that is the format MediaPipe's web runtime loads (.litertlm may not).
+  const firstTask = state.bundles.find((b) => b.format === 'task');
+  if (firstTask) sel.value = firstTask.file;
   if (!state.bundles.length) {
     $('bundle-info').textContent = 'No bundles in the manifest. Build some with sdk_build, then reload.';
     $('load').disabled = true;
@@ -97,7 +100,12 @@ function setStat(name, text, value) {
   if (value !== undefined) dd.dataset.value = String(value);
 }
 
-const fmt = (x, unit, digits = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(digits)} ${unit}`);
+// Fixed decimals, but never round a small positive rate to "0.0" (SwiftShader prefill can be 0.02 tok/s).
+const fmt = (x, unit, digits = 1) => {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '–';
+  const text = x > 0 && x < 10 ** -digits * 10 ? x.toPrecision(2) : x.toFixed(digits);
+  return `${text} ${unit}`;
+};
 
 async function load() {
   showError('');
@@ -170,16 +178,23 @@ async function send(message) {
   addMessage('user', message);
   const out = addMessage('model', '');
   out.setAttribute('aria-busy', 'true');
-  state.cancelled = false;
+  state.abort = new AbortController();
   setState('generating');
   $('send').disabled = true; $('stop').disabled = false; $('load').disabled = true;
   state.partialUpdates = 0;
   try {
-    const g = await generate(state.llm, prompt, (delta, full) => { state.partialUpdates++; out.textContent = full; });
-    out.textContent = g.text + (state.cancelled ? ' [stopped]' : '');
-    if (templateFor(entry) && !state.cancelled) state.history.push({ role: 'user', text: message }, { role: 'model', text: g.text });
+    const g = await generate(state.llm, prompt, (delta, full) => { state.partialUpdates++; out.textContent = full; },
+      state.abort.signal);
+    out.textContent = g.text + (g.cancelled ? ' [stopped]' : '');
+    if (g.cancelled) {
+      $('load-status').textContent = g.engineKeptRunning
+        ? 'Stopped. (This runtime ignores cancel for .task bundles, so the engine finished the answer in the background; its rest was discarded.)'
+        : 'Stopped.';
+    }
+    if (templateFor(entry) && !g.cancelled) state.history.push({ role: 'user', text: message }, { role: 'model', text: g.text });
     state.stats = { load_ms: state.loadMs, ttft_ms: g.ttftMs, prefill_tok_s: g.prefillTokS, decode_tok_s: g.decodeTokS,
-      tokens_in: g.tokensIn, tokens_out: g.tokensOut, updates: g.updates, precision_used: state.precision.used, cancelled: state.cancelled };
+      tokens_in: g.tokensIn, tokens_out: g.tokensOut, tokens_out_retokenized: g.tokensOutRetokenized, updates: g.updates, precision_used: state.precision.used,
+      cancelled: g.cancelled, engine_kept_running: g.engineKeptRunning };
     setStat('ttft_ms', fmt(g.ttftMs, 'ms', 0), g.ttftMs);
     setStat('prefill_tok_s', fmt(g.prefillTokS, 'tok/s'), g.prefillTokS);
     setStat('decode_tok_s', fmt(g.decodeTokS, 'tok/s'), g.decodeTokS);
@@ -221,7 +236,12 @@ async function main() {
   $('prompt').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('chat-form').requestSubmit(); }
   });
-  $('stop').addEventListener('click', () => { if (state.llm) { state.cancelled = true; state.llm.cancelProcessing(); } });
+  $('stop').addEventListener('click', () => {
+    if (!state.abort) return;
+    state.abort.abort();
+    $('stop').disabled = true;
+    $('load-status').textContent = 'Stopping…';
+  });
   // Send loads the selected bundle itself when needed, so chat is usable as soon as there is something to load.
   const usable = state.gpu.supported && state.bundles.length > 0;
   $('load').disabled = !usable;
