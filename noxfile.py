@@ -1,8 +1,13 @@
 """nox sessions. They run in the project's .venv (made by scripts/setup.sh): no logic here beyond calling the package.
 
-    nox -s demo          build + verify the embedded 270M bundles, then serve the web demo on 127.0.0.1:8000
-    nox -s tests         the CI test-suite (not the slow builds/benchmarks)
-    nox -s slow_tests    slow tests: real 270M end to end in the browser, long builds
+    nox -s demo            build + verify the embedded 270M bundles, then serve the web demo on 127.0.0.1:8000
+    nox -s tests           the CI test-suite (not the slow builds/benchmarks)
+    nox -s slow_tests      slow tests: the real 270M in the browser, long builds
+    nox -s matrix          the Gemma 3 1B target matrix (-- --checkpoint REF to use real weights)
+    nox -s lab_host        device lab on this CPU: 270M and 1B (random weights) bundles vs published figures
+    nox -s lab_web         device lab in Chromium through the demo page (F32; F16 marked unsupported here)
+    nox -s lab_android     device lab on a phone: -- --serial SERIAL [--binary litert_lm_main]
+    nox -s web_screenshot  screenshot of the demo page answering with the first bundle in bundles/
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ nox.options.sessions = ["tests"]
 PY = sys.executable  # the .venv's python: sessions run in it (venv backend "none"), whatever PATH says
 HOST = os.environ.get("GEMMA_EDGE_HOST", "127.0.0.1")
 PORT = os.environ.get("GEMMA_EDGE_PORT", "8000")
+ONE_B = "random:gemma3-1b-it"
+
+
+def sdk_build(session: nox.Session, *args: str) -> None:
+    session.run(PY, "-m", "sdk_build", *args)
+
+
+def lab(session: nox.Session, *args: str) -> None:
+    session.run(PY, "-m", "device_tests.lab", *args)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job: build the default bundles for embedded:gemma3-270m, verify them, serve the demo."""
-    session.run(PY, "-m", "sdk_build", "build-defaults", "--output", "bundles", "--verify")
+    sdk_build(session, "build-defaults", "--output", "bundles", "--verify")
     if "--no-serve" in session.posargs:
         return
     session.run(PY, "-m", "web_demo", "--bundles", "bundles", "--host", HOST, "--port", PORT)
@@ -37,3 +51,43 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def slow_tests(session: nox.Session) -> None:
     session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    sdk_build(session, "matrix", "--checkpoint", ONE_B, "--output", "bundles", *session.posargs)
+
+
+@nox.session
+def lab_host(session: nox.Session) -> None:
+    sdk_build(session, "build-defaults", "--output", "bundles")
+    for recipe in ("dynamic_int8", "dynamic_int4_block128"):
+        sdk_build(session, "build", "--checkpoint", ONE_B, "--recipe", recipe, "--ekv", "1280", "--output", "bundles")
+    lab(session, "host", "--bundles", "bundles", "--select", "model=gemma3-270m", "--format", "task",
+        "--prefill", "512", "--decode", "256", "--report-dir", "reports/lab/host-270m", *session.posargs)
+    lab(session, "host", "--bundles", "bundles", "--select", "model=gemma3-1b", "--select",
+        "quantization=dynamic_int8,dynamic_int4_block128", "--format", "task", "--prefill", "1024", "--decode", "256",
+        "--report-dir", "reports/lab/host-1b", *session.posargs)
+
+
+@nox.session
+def lab_web(session: nox.Session) -> None:
+    sdk_build(session, "make-tiny", "bundles/tiny/checkpoint")
+    sdk_build(session, "build", "--checkpoint", "bundles/tiny/checkpoint", "--allow-custom-shape", "--recipe",
+              "dynamic_int8", "--ekv", "256", "--prefill", "32", "--prefill", "128", "--output", "bundles/tiny")
+    lab(session, "web", "--bundles", "bundles/tiny", "--prefill", "32", "--decode", "16", "--runs", "3",
+        "--warmup", "1", "--report-dir", "reports/lab/web", *session.posargs)
+
+
+@nox.session
+def lab_android(session: nox.Session) -> None:
+    for recipe in ("dynamic_int8", "dynamic_int4_block128"):
+        sdk_build(session, "build", "--checkpoint", ONE_B, "--recipe", recipe, "--ekv", "1280", "--output", "bundles")
+    lab(session, "android", "--bundles", "bundles", "--select", "model=gemma3-1b", "--format", "task",
+        "--prefill", "1024", "--decode", "256", "--report-dir", "reports/lab/android", *session.posargs)
+
+
+@nox.session
+def web_screenshot(session: nox.Session) -> None:
+    session.run(PY, "-m", "web_demo.screenshot", "--bundles", "bundles", "--max-tokens", "32",
+                "--out", "docs/web_demo_screenshot.png", *session.posargs)

@@ -35,6 +35,10 @@ def test_parse_litert_lm_output():
     )
     with pytest.raises(LabError, match="no prefill/decode speed"):
         parse_benchmark_output("Segmentation fault")
+    # litert-lm 0.18.1 on a 1B ekv1280 .task with -p 1024: the decode silently does not run.
+    silent = LITERT_LM_OUTPUT.replace("12281.51", "0.00").replace("0.0019", "0.0000")
+    with pytest.raises(LabError, match="did not run"):
+        parse_benchmark_output(silent)
 
 
 def test_select_bundles_from_manifest(tiny_bundle_dir: Path):

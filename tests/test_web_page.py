@@ -161,6 +161,24 @@ def test_download_failure_is_reported(page: Any, served: dict[str, Any]) -> None
     assert f"Download of {served['missing']} failed: HTTP 409" in error and "missing on disk" in error
 
 
+def test_engine_error_shows_the_engines_message(page: Any, served: dict[str, Any]) -> None:
+    page.select_option("#bundle", served["broken"])
+    page.click("#load")
+    page.wait_for_function("document.body.dataset.state === 'error'", timeout=60_000)
+    error = text(page, "#error")
+    assert f"The engine could not load {served['broken']}:" in error
+    assert "TF_LITE_PREFILL_DECODE" in error  # MediaPipe's own message, passed through
+
+
+def test_litertlm_is_marked_not_for_the_browser(page: Any, served: dict[str, Any]) -> None:
+    litertlm = next(e["file"] for e in served["entries"] if e["format"] == "litertlm")
+    page.select_option("#bundle", litertlm)
+    assert page.get_attribute("#bundle-info", "data-fit") == "not-for-web"
+    page.click("#load")
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    assert "Not a browser bundle" in text(page, "#error") and ".task" in text(page, "#error")
+
+
 def test_no_webgpu_is_reported(browser: Any, server: LiveServer) -> None:
     page = browser.new_page()
     page.add_init_script("Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });")

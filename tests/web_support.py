@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 import shutil
 import threading
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,9 +52,10 @@ def live_server(config: Mapping[str, Any]) -> Iterator[LiveServer]:
 def make_serving_dir(tiny_bundle_dir: Path, destination: Path) -> dict[str, Any]:
     """Copy the tiny bundles + manifest into `destination` and add test-only entries.
 
-    Added: a pretrained (raw text) copy of the `.task`, an entry whose file is missing (download failure), an
-    unlisted file next to the bundles and a secret outside the folder (neither may ever be served).
-    Returns {"task": name, "pt_task": name, "missing": name, "unlisted": name, "secret": Path}.
+    Added: a pretrained (raw text) copy of the `.task`, an entry whose file is missing (download failure), a
+    well-formed `.task` zip whose model is garbage (engine error), an unlisted file next to the bundles and a
+    secret outside the folder (neither may ever be served).
+    Returns {"task", "pt_task", "missing", "broken", "unlisted": names, "secret": Path, "entries": manifest}.
     """
     destination.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(tiny_bundle_dir)
@@ -64,10 +68,19 @@ def make_serving_dir(tiny_bundle_dir: Path, destination: Path) -> dict[str, Any]
     pt = {**task.to_dict(), "file": pt_name, "instruction_tuned": False, "target": "test-pretrained",
           "prompt_template": {"user_prefix": "", "user_suffix": "", "model_prefix": "", "model_suffix": ""}}
     missing = {**task.to_dict(), "file": "missing_bundle.task", "target": "test-missing", "quantization": "none"}
-    data["bundles"] += [pt, missing]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for member in ("TF_LITE_PREFILL_DECODE", "TOKENIZER_MODEL", "METADATA"):
+            zf.writestr(member, b"not a model " * 64)
+    broken_bytes = b"\0\0\0\0" + archive.getvalue()
+    (destination / "broken_model.task").write_bytes(broken_bytes)
+    broken = {**task.to_dict(), "file": "broken_model.task", "target": "test-broken", "bytes": len(broken_bytes),
+              "sha256": hashlib.sha256(broken_bytes).hexdigest()}
+    data["bundles"] += [pt, missing, broken]
     (destination / "manifest.json").write_text(json.dumps(data, indent=2))
     (destination / "unlisted.task").write_bytes(b"\0\0\0\0not in the manifest")
     secret = destination.parent / "secret.txt"
     secret.write_text("top secret")
-    return {"task": task.file, "pt_task": pt_name, "missing": "missing_bundle.task", "unlisted": "unlisted.task",
+    return {"task": task.file, "pt_task": pt_name, "missing": "missing_bundle.task", "broken": "broken_model.task",
+            "unlisted": "unlisted.task",
             "secret": secret, "entries": data["bundles"]}

@@ -143,6 +143,15 @@ def parse_benchmark_output(output: str) -> RunSample:
     if "prefill" not in values or "decode" not in values:
         tail = "\n".join(output.strip().splitlines()[-8:])
         raise LabError(f"litert-lm printed no prefill/decode speed; its last lines:\n{tail}")
+    if values["prefill"] <= 0 or values["decode"] <= 0:
+        # Seen with a .task whose prefill signature is padded up to the whole KV cache (1B ekv1280, -p 1024):
+        # litert-lm prints 0 tokens/s and a 0 s TTFT instead of failing.
+        raise LabError(
+            f"litert-lm reported prefill {values['prefill']} / decode {values['decode']} tokens/s: that part did not "
+            "run. Most likely the prompt was padded to a prefill signature as long as the KV cache (1B ekv1280 with "
+            "-p 1024), leaving no room to decode; "
+            "use a prefill equal to a prefill signature (e.g. 512) or a bundle with a larger ekv"
+        )
     return RunSample(
         prefill_tokens_per_s=values["prefill"],
         decode_tokens_per_s=values["decode"],

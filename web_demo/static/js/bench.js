@@ -2,6 +2,7 @@
 // decode lengths, warm-up runs, N measured runs; the result JSON goes to window.__benchResult, #bench-result
 // and POST /api/bench-results. web_demo/automation.py drives it for the device lab.
 import { countTokens, generate, loadModel } from './engine.js';
+import { fitCheck } from './gpu.js';
 import { choosePrecision } from './precision.js';
 
 export const BENCH_SCHEMA = 'gemma-edge.web-bench/1';
@@ -70,6 +71,8 @@ export async function runBenchmark(params, gpu, bundles, onStatus = () => {}) {
     if (!entry) throw new Error(`bundle ${JSON.stringify(params.bundle)} is not in the manifest (have: ${bundles.map((b) => b.file).join(', ')})`);
     result.bundle = { file: entry.file, bytes: entry.bytes, sha256: entry.sha256, model: entry.model,
       quantization: entry.quantization, ekv: entry.ekv, format: entry.format, target: entry.target };
+    const fit = fitCheck(entry, gpu);
+    if (['too-large', 'not-for-web'].includes(fit.status)) throw new Error(`${entry.file}: ${fit.status}: ${fit.reason}`);
     const precision = choosePrecision(params.precision, gpu);
     if (!precision.ok) throw new Error(precision.error);
     Object.assign(result, { precision_used: precision.used, precision_note: precision.note, force_f32: precision.forceF32 });

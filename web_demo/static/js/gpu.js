@@ -37,12 +37,17 @@ export async function detectGpu() {
 }
 
 /**
- * Whether a bundle can load on this adapter: {status: 'fits'|'may-not-fit'|'too-large', reason}.
+ * Whether a bundle can load on this adapter: {status: 'fits'|'may-not-fit'|'too-large'|'not-for-web', reason}.
  * No tensor can be larger than the whole file, so a bundle no bigger than maxStorageBufferBindingSize always
  * fits. A larger one needs the adapter to meet the engine's minimum binding size (its biggest weight buffers,
  * the embedding table, are hundreds of MiB for Gemma-class models); below that it is too large.
  */
 export function fitCheck(entry, gpu) {
+  if (entry.format && entry.format !== 'task') {
+    // Seen with litert-torch .litertlm files: "could not find gpu_artisan .bin file in .litertlm package".
+    return { status: 'not-for-web', reason: `MediaPipe's web runtime loads .task bundles; this ${entry.format} ` +
+      'file is for LiteRT-LM on phones and desktops (it has no WebGPU section)' };
+  }
   if (!gpu || !gpu.supported) return { status: 'too-large', reason: 'no WebGPU adapter' };
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   if (entry.bytes <= binding) return { status: 'fits', reason: `fits the adapter's buffer limits (${fmtBytes(binding)})` };

@@ -115,8 +115,9 @@ async function load() {
   const precision = choosePrecision(s.precision, state.gpu);
   if (!precision.ok) { showError(precision.error); renderPrecisionNote(); return false; }
   const fit = fitCheck(entry, state.gpu);
-  if (fit.status === 'too-large' && new URLSearchParams(location.search).get('force') !== '1') {
-    showError(`Model too large for this adapter: ${fit.reason}. (Add ?force=1 to the URL to try anyway.)`);
+  if (['too-large', 'not-for-web'].includes(fit.status) && new URLSearchParams(location.search).get('force') !== '1') {
+    const what = fit.status === 'too-large' ? 'Model too large for this adapter' : 'Not a browser bundle';
+    showError(`${what}: ${fit.reason}. (Add ?force=1 to the URL to try anyway.)`);
     return false;
   }
   if (state.llm) { state.llm.close(); state.llm = null; state.loadedKey = null; }
@@ -158,6 +159,7 @@ function addMessage(role, text) {
 async function send(message) {
   const entry = selectedEntry();
   if (!message.trim() || !entry) return;
+  if (['generating', 'loading', 'benchmarking'].includes(document.body.dataset.state)) return;  // one at a time
   if (!state.llm || state.loadedKey !== JSON.stringify({ f: entry.file, ...settings() })) {
     if (!(await load())) return;
   }
