@@ -8,6 +8,7 @@ unstable, unsupported), 1 on a regression (fail), 2 when a runner errored or the
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shlex
 import sys
@@ -88,8 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--runs", type=int, default=5, help="measured runs per bundle (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
-    parser.add_argument("--prefill", type=int, default=256, help="prefill tokens (published: 1024)")
-    parser.add_argument("--decode", type=int, default=128, help="decode tokens (published: 256)")
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=256,
+        help="prefill tokens (default 256; web and LiteRT-LM README rows: 1024; prefill + decode must fit the ekv)",
+    )
+    parser.add_argument("--decode", type=int, default=128, help="decode tokens (default 128; published rows: 256)")
     parser.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where JSON/HTML reports go")
     parser.add_argument("--history", type=Path, default=None, help="history JSONL (default REPORT_DIR/history.jsonl)")
     parser.add_argument("--no-history", action="store_true", help="do not append this run to the history")
@@ -128,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     android.add_argument("--serial", default=None, help="adb serial of the phone")
     android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu")
     android.add_argument(
-        "--binary", default=None, help="LiteRT-LM's litert_lm_main for the phone (pushed by the bridge)"
+        "--binary",
+        default=os.environ.get("LITERT_LM_MAIN"),
+        help="LiteRT-LM's litert_lm_main for the phone (pushed by the bridge; default $LITERT_LM_MAIN)",
     )
     android.add_argument(
         "--android-threads",

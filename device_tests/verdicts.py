@@ -26,3 +26,14 @@ FAILING = frozenset({ERROR, FAIL})
 def overall(verdicts: Iterable[str]) -> str:
     found = set(verdicts)
     return next((v for v in SEVERITY if v in found), NO_BASELINE)
+
+
+def combine(published: Iterable[str], history: Iterable[str]) -> str:
+    """One verdict per result: a failing or unstable check wins; otherwise what the published figures say.
+
+    A pass against the last run must not read as a pass against Google's figure, so history only ever makes
+    a result worse ("different device: no verdict" stays that, however the history went).
+    """
+    published, history = list(published), list(history)
+    bad = [v for v in published + history if v in (ERROR, FAIL, UNSTABLE)]
+    return overall(bad) if bad else overall(published)

@@ -39,7 +39,7 @@ def train_tokenizer(output: Path, vocab_size: int = TINY_SHAPE.vocab_size) -> Pa
         byte_fallback=True, split_digits=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
         pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
         user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], add_dummy_prefix=False,
-        normalization_rule_name="identity", character_coverage=1.0, minloglevel=2,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, character_coverage=1.0, minloglevel=2,
         hard_vocab_limit=False,
     )
     output.write_bytes(model.getvalue())

@@ -213,6 +213,9 @@ def test_history_regression_against_last_good_run(tmp_path: Path, policy):
     same = recorded(590, 21.5, env=HOST, sha="b" * 64)
     check = check_against_history(same, load_history(path), policy)
     assert check.verdict == V.PASS and "bundle rebuilt" in check.message
+    # A pass against the last run never turns "different device: no verdict" into a pass.
+    ev = evaluate(same, load_baselines(), policy, load_history(path))
+    assert [c.verdict for c in ev.checks] == [V.DIFFERENT_DEVICE, V.PASS] and ev.verdict == V.DIFFERENT_DEVICE
     slower = recorded(600, 17, env=HOST)
     check = check_against_history(slower, load_history(path), policy)
     assert check.verdict == V.FAIL and check.reference == "2026-11-23T10:00:00Z"
