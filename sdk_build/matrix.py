@@ -10,15 +10,14 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import time
-import tomllib
 from pathlib import Path
 
 from sdk_build.architecture import ModelShape
 from sdk_build.errors import BuildError, SpecError
-from sdk_build.spec import Target, VariantSpec, make_variant, parse_enum
+from sdk_build.bundle_set import read_toml, variant_from_table
+from sdk_build.spec import Target, VariantSpec, parse_enum
 
 DEFAULT_MATRIX = Path(__file__).with_name("matrices") / "gemma3_1b.toml"
-_VARIANT_KEYS = {"recipe", "ekv", "prefill_lengths", "formats", "output_name"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,26 +49,16 @@ class Matrix:
 
 def load_matrix(path: Path | None = None) -> Matrix:
     path = Path(path) if path else DEFAULT_MATRIX
-    if not path.is_file():
-        raise SpecError(f"matrix file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     prefill = data.get("default_prefill_lengths")
     targets: dict[Target, tuple[VariantSpec, ...]] = {}
     descriptions: dict[Target, str] = {}
     for name, table in (data.get("targets") or {}).items():
         target = parse_enum(Target, name, "target")
-        variants = []
-        for index, item in enumerate(table.get("variants", [])):
-            unknown = set(item) - _VARIANT_KEYS
-            if unknown:
-                raise SpecError(f"{path}: {name} variant {index + 1} has unknown keys {sorted(unknown)}")
-            if "recipe" not in item or "ekv" not in item:
-                raise SpecError(f"{path}: {name} variant {index + 1} needs 'recipe' and 'ekv'")
-            item = {"prefill_lengths": prefill, **item}
-            variants.append(make_variant(target=name, **item))
+        variants = [
+            variant_from_table(item, f"{path}: {name} variant {index + 1}", target=name, prefill_lengths=prefill)
+            for index, item in enumerate(table.get("variants", []))
+        ]
         targets[target] = tuple(variants)  # type: ignore[index]
         descriptions[target] = table.get("description", "")  # type: ignore[index]
     if not targets:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.errors import BuildError
-from sdk_build.export import ExportOptions, export_float_tflite, float_export_path
+from sdk_build.export import ExportOptions, float_export_path
 from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
 from sdk_build.memory import own_peak_rss_bytes
 from sdk_build.naming import bundle_filename, bundle_stem

@@ -29,43 +29,34 @@ from sdk_build.atomic import atomic_path
 from sdk_build.spec import Recipe
 
 
-def _tied_embedding_overrides() -> list[tuple]:
-    """int8 per-channel for both users of Gemma's tied embedding table: the lookup and the LM head.
+def build_recipe(recipe: Recipe) -> list[dict] | None:
+    """The ai-edge-quantizer recipe for `recipe` (None for fp32: nothing to quantize).
 
-    Both must get the same quantization: when they differ, ai-edge-quantizer keeps one copy of the 1B model's
-    262144 x 1152 table per consumer and per signature (5 int8 copies + 1 int4 copy: a 2 GB file). The LM head is
-    the FULLY_CONNECTED op whose output litert-torch names `*logits*`.
+    Each entry is (output-name regex, op, bits, granularity); later entries override earlier ones for the ops
+    they match. The block recipes add int8 per-channel for both users of Gemma's tied embedding table, the
+    lookup and the LM head (the FULLY_CONNECTED op whose output litert-torch names `*logits*`). Both must get
+    the same quantization: when they differ, ai-edge-quantizer keeps one copy of the 1B model's 262144 x 1152
+    table per consumer and per signature (5 int8 copies + 1 int4 copy: a 2 GB file).
     """
-    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer import qtyping, recipe_manager
 
+    if recipe is Recipe.FP32:
+        return None
     ops, granularity = qtyping.TFLOperationName, qtyping.QuantGranularity
-    return [
+    int8_tied_embedding = [
         (".*", ops.EMBEDDING_LOOKUP, 8, granularity.CHANNELWISE),
         (".*logits.*", ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE),
     ]
-
-
-def build_recipe(recipe: Recipe) -> list[dict] | None:
-    """The ai-edge-quantizer recipe for `recipe` (None for fp32: nothing to quantize)."""
-    from ai_edge_quantizer import qtyping, recipe_manager
-
-    ops = qtyping.TFLOperationName
-    granularity = qtyping.QuantGranularity
-    _INT8_TIED_EMBEDDING = _tied_embedding_overrides()
     plan: dict[Recipe, list[tuple]] = {
-        Recipe.DYNAMIC_INT8: [(ops.ALL_SUPPORTED, 8, granularity.CHANNELWISE)],
-        Recipe.DYNAMIC_INT4_BLOCK32: [(ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_32), *_INT8_TIED_EMBEDDING],
-        Recipe.DYNAMIC_INT4_BLOCK128: [(ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_128), *_INT8_TIED_EMBEDDING],
-        Recipe.DYNAMIC_INT4_BLOCK32_ALL: [(ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_32)],
-        Recipe.DYNAMIC_INT4_BLOCK128_ALL: [(ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_128)],
-        Recipe.INT4_QAT: [(ops.ALL_SUPPORTED, 4, granularity.CHANNELWISE)],
+        Recipe.DYNAMIC_INT8: [(".*", ops.ALL_SUPPORTED, 8, granularity.CHANNELWISE)],
+        Recipe.DYNAMIC_INT4_BLOCK32: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_32), *int8_tied_embedding],
+        Recipe.DYNAMIC_INT4_BLOCK128: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_128), *int8_tied_embedding],
+        Recipe.DYNAMIC_INT4_BLOCK32_ALL: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_32)],
+        Recipe.DYNAMIC_INT4_BLOCK128_ALL: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_128)],
+        Recipe.INT4_QAT: [(".*", ops.ALL_SUPPORTED, 4, granularity.CHANNELWISE)],
     }
-    if recipe is Recipe.FP32:
-        return None
     manager = recipe_manager.RecipeManager()
-    for entry in plan[recipe]:
-        regex, (operation, bits, gran) = (entry[0], entry[1:]) if len(entry) == 4 else (".*", entry)
-        # Later entries override earlier ones for the ops they match.
+    for regex, operation, bits, gran in plan[recipe]:
         manager.add_dynamic_config(regex=regex, operation_name=operation, num_bits=bits, granularity=gran)
     return manager.get_quantization_recipe()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sdk_build.errors import VerifyError
 from sdk_build.manifest import load_manifest
-from sdk_build.sources import Checkpoint, resolve_checkpoint
+from sdk_build.sources import resolve_checkpoint
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
@@ -73,28 +73,28 @@ class VerifyReport:
         }
 
 
-def reference_greedy(checkpoint: Checkpoint, prompts: tuple[str, ...], new_tokens: int, ekv: int) -> list[list[int]]:
-    """Greedy continuations (token ids, without the prompt) from the fp32 litert-torch model."""
-    import sentencepiece as spm
+def _forward(model, ids: list[int], cache_len: int) -> dict:
+    """One fp32 forward pass over `ids` from an empty KV cache of `cache_len` entries."""
     import torch
     from litert_torch.generative.layers import kv_cache as kv_utils
 
-    from sdk_build.model_loader import load_torch_model
+    cache = kv_utils.KVCache.from_model_config(cache_len, model.config)
+    return model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)
 
-    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
-    # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
-    ekv = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
-    model = load_torch_model(checkpoint, mask_cache_size=ekv)
+
+def reference_greedy(model, tokenizer, prompts: tuple[str, ...], new_tokens: int, cache_len: int) -> list[list[int]]:
+    """Greedy continuations (token ids, without the prompt) from the fp32 litert-torch model."""
+    import torch
+
     stops = {tokenizer.eos_id(), tokenizer.piece_to_id("<end_of_turn>")}
     outputs = []
     with torch.inference_mode():
         for prompt in prompts:
             ids = [tokenizer.bos_id(), *tokenizer.encode(prompt)]
-            cache = kv_utils.KVCache.from_model_config(ekv, model.config)
-            result = model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)
+            result = _forward(model, ids, cache_len)
             generated: list[int] = []
             position = len(ids)
-            while len(generated) < new_tokens and position < ekv:
+            while len(generated) < new_tokens and position < cache_len:
                 token = int(torch.argmax(result["logits"][0, -1]).item())
                 if token in stops:
                     break
@@ -107,73 +107,43 @@ def reference_greedy(checkpoint: Checkpoint, prompts: tuple[str, ...], new_token
     return outputs
 
 
-def bundle_greedy(bundle: Path, prompts: tuple[str, ...], new_tokens: int, ekv: int, threads: int) -> list[tuple[str, str]]:
-    """(text, error) per prompt from LiteRT-LM's CPU backend with top-1 sampling."""
-    from litert_lm import Backend, Engine, SamplerConfig
-
-    try:
-        engine = Engine(str(bundle), backend=Backend.CPU(thread_count=threads), max_num_tokens=ekv)
-    except Exception as exc:
-        raise VerifyError(f"LiteRT-LM could not load {bundle.name}: {exc}") from exc
-    results = []
-    try:
-        for prompt in prompts:
-            session = engine.create_session(
-                apply_prompt_template=False, sampler_config=SamplerConfig(top_k=1), max_output_tokens=new_tokens
-            )
-            try:
-                session.run_prefill([prompt])
-                texts = session.run_decode().texts
-                results.append((texts[0] if texts else "", ""))
-            except Exception as exc:  # the engine reports NaN/-1 ids and similar as RuntimeError
-                results.append(("", f"{type(exc).__name__}: {exc}"))
-            finally:
-                session.close()
-    finally:
-        engine.close()
-    return results
-
-
-def reference_next_tokens(checkpoint: Checkpoint, contexts: list[list[int]]) -> list[int]:
-    """fp32 argmax of the next token after each context (full forward, no cache)."""
+def reference_next_tokens(model, contexts: list[list[int]]) -> list[int]:
+    """fp32 argmax of the next token after each context."""
     import torch
-    from litert_torch.generative.layers import kv_cache as kv_utils
-
-    from sdk_build.model_loader import load_torch_model
 
     longest = max(len(c) for c in contexts) + 1
-    model = load_torch_model(checkpoint, mask_cache_size=longest)
-    picks = []
+    model.build_mask_cache(longest)  # contexts may be longer than the greedy pass's cache
     with torch.inference_mode():
-        for ids in contexts:
-            cache = kv_utils.KVCache.from_model_config(longest, model.config)
-            out = model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)
-            picks.append(int(torch.argmax(out["logits"][0, -1]).item()))
-    return picks
+        return [int(torch.argmax(_forward(model, ids, longest)["logits"][0, -1]).item()) for ids in contexts]
 
 
-def bundle_next_texts(bundle: Path, contexts: list[str], ekv: int, threads: int) -> list[str]:
-    """The text of the single greedy token LiteRT-LM produces after each context."""
-    from litert_lm import Backend, Engine, SamplerConfig
+def open_engine(bundle: Path, ekv: int, threads: int):
+    from litert_lm import Backend, Engine
 
-    engine = Engine(str(bundle), backend=Backend.CPU(thread_count=threads), max_num_tokens=ekv)
-    texts = []
     try:
-        for context in contexts:
-            session = engine.create_session(
-                apply_prompt_template=False, sampler_config=SamplerConfig(top_k=1), max_output_tokens=1
-            )
-            try:
-                session.run_prefill([context])
-                out = session.run_decode().texts
-                texts.append(out[0] if out else "")
-            except Exception as exc:
-                texts.append(f"<error {exc}>")
-            finally:
-                session.close()
-    finally:
-        engine.close()
-    return texts
+        return Engine(str(bundle), backend=Backend.CPU(thread_count=threads), max_num_tokens=ekv)
+    except Exception as exc:
+        raise VerifyError(f"LiteRT-LM could not load {bundle.name}: {exc}") from exc
+
+
+def bundle_greedy(engine, prompts: list[str], max_tokens: int) -> list[tuple[str, str]]:
+    """(text, error) per prompt from LiteRT-LM with top-1 sampling, at most `max_tokens` new tokens."""
+    from litert_lm import SamplerConfig
+
+    results = []
+    for prompt in prompts:
+        session = engine.create_session(
+            apply_prompt_template=False, sampler_config=SamplerConfig(top_k=1), max_output_tokens=max_tokens
+        )
+        try:
+            session.run_prefill([prompt])
+            texts = session.run_decode().texts
+            results.append((texts[0] if texts else "", ""))
+        except Exception as exc:  # the engine reports NaN/-1 ids and similar as RuntimeError
+            results.append(("", f"{type(exc).__name__}: {exc}"))
+        finally:
+            session.close()
+    return results
 
 
 def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]:
@@ -184,7 +154,7 @@ def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]
     return matching, divergence
 
 
-def _teacher_forced(checkpoint, bundle, tokenizer, prompts, reference, results, ekv, threads) -> None:
+def _teacher_forced(model, engine, tokenizer, prompts, reference, results) -> None:
     """Fill forced_matches/forced_positions: compare next-token picks along the reference continuation."""
     contexts_text, contexts_ids, owners = [], [], []
     for index, (prompt, ref_ids) in enumerate(zip(prompts, reference)):
@@ -195,9 +165,9 @@ def _teacher_forced(checkpoint, bundle, tokenizer, prompts, reference, results, 
             owners.append(index)
     if not contexts_text:
         return
-    expected_ids = reference_next_tokens(checkpoint, contexts_ids)
-    produced = bundle_next_texts(bundle, contexts_text, ekv, threads)
-    for owner, ids, expected, text in zip(owners, contexts_ids, expected_ids, produced):
+    expected_ids = reference_next_tokens(model, contexts_ids)
+    produced = bundle_greedy(engine, contexts_text, max_tokens=1)
+    for owner, ids, expected, (text, error) in zip(owners, contexts_ids, expected_ids, produced):
         if tokenizer.is_byte(expected):
             # A raw byte piece (part of a multi-byte character) has no text of its own: LiteRT-LM's streaming
             # detokenizer withholds it, so this position cannot be judged through the text API.
@@ -206,7 +176,7 @@ def _teacher_forced(checkpoint, bundle, tokenizer, prompts, reference, results, 
         # Incremental decode, as a streaming detokenizer would print the new token.
         expected_text = tokenizer.decode(ids[1:] + [expected])[len(tokenizer.decode(ids[1:])):]
         results[owner].forced_positions += 1
-        results[owner].forced_matches += int(text == expected_text)
+        results[owner].forced_matches += int(not error and text == expected_text)
 
 
 def verify_bundle(
@@ -220,6 +190,8 @@ def verify_bundle(
     min_agreement: float | None = None,
 ) -> VerifyReport:
     import sentencepiece as spm
+
+    from sdk_build.model_loader import load_torch_model
 
     bundle = Path(bundle)
     if not bundle.is_file():
@@ -236,8 +208,19 @@ def verify_bundle(
         raise VerifyError(f"{ref} has changed since {bundle.name} was built (fingerprint differs); rebuild it")
     ekv = entry.ekv if entry else 1024
     tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
-    reference = reference_greedy(checkpoint, prompts, new_tokens, ekv)
-    produced = bundle_greedy(bundle, prompts, new_tokens, ekv, threads)
+    # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
+    cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
+    model = load_torch_model(checkpoint, mask_cache_size=cache_len)  # loaded once, for both passes
+    engine = open_engine(bundle, ekv, threads)
+    try:
+        return _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement)
+    finally:
+        engine.close()
+
+
+def _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement) -> VerifyReport:
+    reference = reference_greedy(model, tokenizer, prompts, new_tokens, cache_len)
+    produced = bundle_greedy(engine, list(prompts), new_tokens)
     results, problems = [], []
     for prompt, ref_ids, (text, error) in zip(prompts, reference, produced):
         ref_text = tokenizer.decode(ref_ids)
@@ -250,7 +233,7 @@ def verify_bundle(
         elif ref_tokens and not got_tokens:
             problems.append(f"{prompt!r}: the bundle generated nothing (NaN logits or a broken stop token?)")
     if not problems:
-        _teacher_forced(checkpoint, bundle, tokenizer, prompts, reference, results, ekv, threads)
+        _teacher_forced(model, engine, tokenizer, prompts, reference, results)
     report = VerifyReport(bundle.name, ref, new_tokens, results, problems)
     if min_agreement is not None and report.top1_agreement < min_agreement:
         report.problems.append(f"top-1 agreement {report.top1_agreement:.1%} is below the required {min_agreement:.0%}")

@@ -9,9 +9,7 @@ References:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sdk_build.sources.checkpoint import Checkpoint, default_cache_dir
 from sdk_build.sources.resolve import resolve_checkpoint
 
-__all__ = ["Checkpoint", "default_cache_dir", "resolve_checkpoint", "Path"]
+__all__ = ["Checkpoint", "default_cache_dir", "resolve_checkpoint"]
