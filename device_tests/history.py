@@ -7,7 +7,6 @@ appended, never rewritten: safe to share between runs and easy to read with any 
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from device_tests import verdicts as V
 from device_tests.compare import Check, compare_metrics, fmt_value, spread_ok
 from device_tests.policy import Policy
-from device_tests.record import BenchmarkResult
+from device_tests.record import BenchmarkResult, utc_now
 from device_tests.stats import measured_metrics
 
 GOOD = frozenset({V.PASS, V.DIFFERENT_DEVICE, V.NO_BASELINE})
@@ -100,7 +99,7 @@ def make_entry(
     """A history line. Only a stable, successful, non-failing run is "good", i.e. a reference for later runs."""
     medians = {name: s.median for name, s in measured_metrics(result).items()}
     return {
-        "recorded_utc": recorded_utc or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "recorded_utc": recorded_utc or utc_now(),
         "key": history_key(result),
         "verdict": verdict,
         "good": result.status == "ok" and verdict in GOOD and stable,

@@ -7,7 +7,13 @@ browser and this CPU alike.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
+
+
+def utc_now() -> str:
+    """The timestamp format of every record, report and history line (UTC, seconds)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclasses.dataclass

@@ -7,7 +7,6 @@ elsewhere (a lab phone's JSON), without running anything.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +21,7 @@ from device_tests.errors import LabError
 from device_tests.evaluate import Evaluation, evaluate
 from device_tests.history import append_history, load_history, make_entry
 from device_tests.policy import Policy, load_policy
-from device_tests.record import BenchmarkResult
+from device_tests.record import BenchmarkResult, utc_now
 from device_tests.report_html import render_report
 from device_tests.report_json import write_json_report
 from device_tests.runners.host import BundleInfo
@@ -194,7 +193,7 @@ class Judge:
         self.policy = request.policy or load_policy()
         self.history_path = request.history_path or request.report_dir / "history.jsonl"
         self.history = load_history(self.history_path)
-        self.started = _now()
+        self.started = utc_now()
         self.evaluations: list[Evaluation] = []
         self.new_entries: list[dict[str, Any]] = []
 
@@ -214,7 +213,7 @@ class Judge:
         meta: dict[str, Any] = {
             "surface": request.surface,
             "started_utc": self.started,
-            "generated_utc": _now(),
+            "generated_utc": utc_now(),
             "command": request.command or shlex.join(sys.argv),
             # As recorded in the results (a judged file may hold several protocols), not as asked for.
             "runs": _distinct(len(r.samples) for r in results if r.status == "ok"),
@@ -243,7 +242,3 @@ class Judge:
 
 def _distinct(values: Iterable[int]) -> str:
     return "/".join(str(v) for v in sorted(set(values))) or "–"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,7 +6,6 @@ Playwright per thread at a time).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +13,10 @@ from typing import Any
 
 import pytest
 
-from web_demo.automation import ask, find_chromium, launch_browser, open_demo, run_page_benchmark
-from web_support import LiveServer, live_server, make_serving_dir
+from web_demo.automation import ask, launch_browser, open_demo, run_page_benchmark
+from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
-try:
-    find_chromium()
-    HAVE_CHROMIUM = True
-except Exception:  # pragma: no cover - depends on the machine
-    HAVE_CHROMIUM = False
-
-pytestmark = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no Chromium (apt-get install chromium)")
+pytestmark = requires_chromium
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +28,6 @@ def served(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 def server(served: dict[str, Any]) -> Iterator[LiveServer]:
     with live_server({"BUNDLES_DIR": served["secret"].parent / "bundles"}) as live:
         yield live
-
-
-def positive_finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 def test_benchmark_mode_returns_json_and_posts_it(server: LiveServer, served: dict[str, Any]) -> None:

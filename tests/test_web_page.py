@@ -7,23 +7,16 @@ Answers are noise (random weights); the 270M test at the bottom checks real text
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from web_demo.automation import ask, find_chromium, launch_browser, open_demo
-from web_support import LiveServer, live_server, make_serving_dir
+from web_demo.automation import ask, launch_browser, open_demo
+from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
-try:
-    find_chromium()
-    HAVE_CHROMIUM = True
-except Exception:  # pragma: no cover - depends on the machine
-    HAVE_CHROMIUM = False
-
-pytestmark = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no Chromium (apt-get install chromium)")
+pytestmark = requires_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +47,6 @@ def page(browser: Any, server: LiveServer) -> Iterator[Any]:
 
 def text(page: Any, selector: str) -> str:
     return page.inner_text(selector)
-
-
-def positive_finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 def test_adapter_is_shown_and_auto_picks_f32_on_swiftshader(page: Any, served: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import shutil
 import threading
 import urllib.request
@@ -18,7 +19,26 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sdk_build.manifest import load_manifest
+
+
+def _have_chromium() -> bool:
+    from web_demo.automation import find_chromium
+
+    try:
+        find_chromium()
+        return True
+    except Exception:  # pragma: no cover - depends on the machine
+        return False
+
+
+requires_chromium = pytest.mark.skipif(not _have_chromium(), reason="no Chromium (apt-get install chromium)")
+
+
+def positive_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 @dataclasses.dataclass

@@ -9,7 +9,6 @@ child's max RSS from wait4, since `litert-lm benchmark` does not report memory.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import importlib.metadata
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from device_tests.errors import LabError
 from device_tests.host_env import cpu_model, host_facts, os_description, thermal_state
-from device_tests.record import BenchmarkResult, Environment, RunSample
+from device_tests.record import BenchmarkResult, Environment, RunSample, utc_now
 
 _PATTERNS = {
     "prefill": re.compile(r"Prefill speed:\s*([0-9.eE+]+)\s*tokens/s"),
@@ -59,6 +58,29 @@ class BundleInfo:
     bundle_format: str = ""
     prefill_signatures: tuple[int, ...] = ()
     bytes: int | None = None
+
+    def new_result(
+        self, *, prefill_tokens: int, decode_tokens: int, warmup: int, precision: str, environment: Environment,
+        started_utc: str,
+    ) -> BenchmarkResult:
+        """An empty result for this bundle (no samples yet): what every runner starts from."""
+        return BenchmarkResult(
+            bundle_file=self.path.name,
+            bundle_sha256=self.sha256,
+            quantization=self.quantization,
+            ekv=self.ekv,
+            prefill_tokens=prefill_tokens,
+            decode_tokens=decode_tokens,
+            precision=precision,
+            environment=environment,
+            samples=[],
+            model=self.model,
+            bundle_format=self.bundle_format,
+            prefill_signatures=list(self.prefill_signatures),
+            bundle_bytes=self.bytes,
+            warmup_runs=warmup,
+            started_utc=started_utc,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,22 +210,9 @@ def run_host_benchmark(bundle: BundleInfo, options: HostRunOptions) -> Benchmark
     cpus = pinned_cpus(options.threads, options.cpus)
     command = benchmark_command(litert_lm, bundle, options, cpus)
     environment = host_environment(options, cpus, "taskset" if command[0].endswith("taskset") else "sched_setaffinity")
-    result = BenchmarkResult(
-        bundle_file=bundle.path.name,
-        bundle_sha256=bundle.sha256,
-        quantization=bundle.quantization,
-        ekv=bundle.ekv,
-        prefill_tokens=options.prefill_tokens,
-        decode_tokens=options.decode_tokens,
-        precision="",
-        environment=environment,
-        samples=[],
-        model=bundle.model,
-        bundle_format=bundle.bundle_format,
-        prefill_signatures=list(bundle.prefill_signatures),
-        bundle_bytes=bundle.bytes,
-        warmup_runs=options.warmup,
-        started_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    result = bundle.new_result(
+        prefill_tokens=options.prefill_tokens, decode_tokens=options.decode_tokens, warmup=options.warmup,
+        precision="", environment=environment, started_utc=utc_now(),
     )
     if options.prefill_tokens + options.decode_tokens > bundle.ekv:
         result.status = "error"

@@ -8,13 +8,12 @@ page refuses it because F16 arithmetic goes wrong there (FACTS: a real 270M gave
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import re
 from typing import Any
 
 from device_tests.errors import LabError
 from device_tests.host_env import cpu_model, host_facts, os_description, thermal_state
-from device_tests.record import BenchmarkResult, Environment, RunSample
+from device_tests.record import BenchmarkResult, Environment, RunSample, utc_now
 from device_tests.runners.host import BundleInfo
 
 UNSUPPORTED_F16 = "unsupported on this adapter"
@@ -70,22 +69,9 @@ def page_to_result(page: dict[str, Any], bundle: BundleInfo, precision: str, opt
         thermal=thermal_state(),
         extra=extra,
     )
-    result = BenchmarkResult(
-        bundle_file=bundle.path.name,
-        bundle_sha256=bundle.sha256,
-        quantization=bundle.quantization,
-        ekv=bundle.ekv,
-        prefill_tokens=options.prefill_tokens,
-        decode_tokens=options.decode_tokens,
-        precision=precision,
-        environment=env,
-        samples=[],
-        model=bundle.model,
-        bundle_format=bundle.bundle_format,
-        prefill_signatures=list(bundle.prefill_signatures),
-        bundle_bytes=bundle.bytes,
-        warmup_runs=options.warmup,
-        started_utc=page.get("started_utc") or _now(),
+    result = bundle.new_result(
+        prefill_tokens=options.prefill_tokens, decode_tokens=options.decode_tokens, warmup=options.warmup,
+        precision=precision, environment=env, started_utc=page.get("started_utc") or utc_now(),
     )
     if not page.get("ok"):
         error = str(page.get("error") or "the page reported no result")
@@ -128,13 +114,9 @@ def run_web_benchmark(base_url: str, bundle: BundleInfo, options: WebRunOptions)
                 timeout_s=options.timeout_s,
             )
         except Exception as exc:  # a crashed browser or a timeout is this run's error, not the lab's
-            page = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "started_utc": _now()}
+            page = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "started_utc": utc_now()}
         results.append(page_to_result(page, bundle, precision, options))
     return results
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["WebRunOptions", "run_web_benchmark", "page_to_result", "UNSUPPORTED_F16"]
