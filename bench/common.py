@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from device_tests.host_env import cpu_model
 from device_tests.record import utc_now
 from sdk_build.atomic import atomic_write_json
 
@@ -32,16 +33,6 @@ def median(values: Sequence[float]) -> float:
 def ratio(ours: float, peer: float) -> float | None:
     """ours / peer, or None where the peer measured zero (a ratio against nothing means nothing)."""
     return ours / peer if peer else None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def git_commit() -> str:
