@@ -38,6 +38,7 @@ def lab(session: nox.Session, *args: str) -> None:
 def demo(session: nox.Session) -> None:
     """The main job: build the default bundles for embedded:gemma3-270m, verify them, serve the demo."""
     sdk_build(session, "build-defaults", "--output", "bundles", "--verify")
+    sdk_build(session, "catalog", "--bundles", "bundles")
     if "--no-serve" in session.posargs:
         return
     session.run(PY, "-m", "web_demo", "--bundles", "bundles", "--host", HOST, "--port", PORT)

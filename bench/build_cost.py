@@ -152,7 +152,8 @@ def run_reference(checkpoint: Checkpoint, planned: PlannedVariant, work: Path) -
         log=out / "bundle.log",
     ).check()
     row = ReferenceRow(label, quantize, same, convert, bundle, task.stat().st_size)
-    tflite.unlink()  # keep the disk footprint to one variant's intermediate file
+    tflite.unlink()  # keep the disk footprint to one variant's files: a 1B matrix would otherwise need ~25 GB
+    task.unlink()
     return row
 
 

@@ -68,7 +68,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         table.add_column(column, justify="left" if index == 0 else "right")
     for row in rows:
         table.add_row(*(format_cell(cell) for cell in row))
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 def format_cell(value: Any) -> str:

@@ -35,6 +35,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "(default $GEMMA_EDGE_CACHE or ~/.cache/gemma-edge)")
 
 
+def _add_lora(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lora", type=_existing_path, default=None, metavar="PEFT_DIR",
+                        help="apply this LoRA adapter (Hugging Face PEFT folder: adapter_config.json + "
+                        "adapter_model.safetensors)")
+    parser.add_argument("--lora-mode", choices=["fused", "runtime"], default=None,
+                        help="fused (default): merge W + (alpha/r)*B@A before conversion, no run-time cost; "
+                        "runtime: LoRA-input signatures + a separate adapter file (LiteRT-LM; see README 'Adapters')")
+
+
+def _lora_spec(args: argparse.Namespace):  # -> LoraSpec | None
+    from sdk_build.errors import AdapterError
+    from sdk_build.lora.spec import make_lora_spec
+
+    if args.lora is None:
+        if args.lora_mode is not None:
+            raise AdapterError("--lora-mode needs --lora PEFT_DIR (the adapter to apply)")
+        return None
+    return make_lora_spec(args.lora, args.lora_mode or "fused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sdk_build.spec import BundleFormat, Recipe, Target
 
@@ -56,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if an identical bundle exists")
     build.add_argument("--allow-custom-shape", action="store_true",
                        help="accept Gemma-3-shaped models other than 270M/1B (tiny test models)")
+    _add_lora(build)
     _add_common(build)
 
     verify = commands.add_parser("verify", help="run a bundle with LiteRT-LM and compare with the fp32 reference")
@@ -82,7 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--jobs", type=_positive_int, default=1, help="float exports to run at once (memory permitting)")
     matrix.add_argument("--allow-custom-shape", action="store_true")
     matrix.add_argument("--json", type=Path, default=None, help="also write the per-variant table as JSON here")
+    _add_lora(matrix)
     _add_common(matrix)
+
+    catalog = commands.add_parser("catalog", help="write catalog.json (what apps read to pick and verify bundles)")
+    catalog.add_argument("--bundles", type=_existing_path, default=Path("bundles"), help="bundle folder (manifest.json)")
+    catalog.add_argument("--output", default=None, help="write here instead of BUNDLES/catalog.json; '-' prints it")
+
+    pull = commands.add_parser("pull", help="download bundles from a catalog: resumable, sha256-verified")
+    pull.add_argument("--from", dest="source", required=True,
+                      help="http(s)://host:port (a gemma-edge server), a catalog.json URL or file, a folder, "
+                      "or hf:ORG/NAME[@REV]")
+    pull.add_argument("--dest", type=Path, required=True, help="folder to download into")
+    pull.add_argument("--target", choices=[t.value for t in Target], help="only bundles for this target")
+    pull.add_argument("--quantization", help="only this recipe, e.g. dynamic_int8, dynamic_int4_block32")
+    pull.add_argument("--ekv", type=_positive_int, help="only this KV cache size")
+    pull.add_argument("--format", choices=[f.value for f in BundleFormat], help="only this bundle format")
+    pull.add_argument("--model", help="only this model, e.g. gemma3-1b")
+    pull.add_argument("--file", help="only the bundle with this file name")
+    pull.add_argument("--list", action="store_true", help="print the selection and download nothing")
+    pull.add_argument("--retries", type=int, default=3, help="resume a dropped transfer this many times (default 3)")
+    pull.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)")
+    _add_common(pull)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny Gemma-3-shaped checkpoint (for smoke tests)")
     tiny.add_argument("directory", type=Path)
@@ -99,10 +141,13 @@ def run_build(args: argparse.Namespace) -> int:
     )
     outcome = build(
         args.checkpoint, variant, args.output, cache_dir=args.cache_dir, allow_custom_shape=args.allow_custom_shape,
-        force=args.force,
+        force=args.force, lora=_lora_spec(args),
     )
     for entry in outcome.entries:
         print(f"{args.output / entry.file}\t{entry.bytes}\t{entry.sha256}")
+    adapter_file = getattr(outcome, "adapter_file", None)
+    if adapter_file is not None:
+        print(f"{adapter_file}\t{adapter_file.stat().st_size}\tadapter")
     return 0
 
 
@@ -159,7 +204,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     outcomes = build_matrix(
         args.checkpoint or matrix.checkpoint, matrix, args.output, jobs=args.jobs, cache_dir=args.cache_dir,
         only=tuple(Target(t) for t in args.targets) if args.targets else None,
-        allow_custom_shape=args.allow_custom_shape,
+        allow_custom_shape=args.allow_custom_shape, lora=_lora_spec(args),
     )
     rows = []
     print(f"{'file':62} {'MiB':>9} {'seconds':>8} {'peak GB':>8}  targets")
@@ -180,6 +225,53 @@ def run_matrix(args: argparse.Namespace) -> int:
     return 1 if any(o.error for o in outcomes) else 0
 
 
+def run_catalog(args: argparse.Namespace) -> int:
+    from sdk_build.catalog import build_catalog, write_catalog
+    from sdk_build.manifest import load_manifest
+
+    if args.output == "-":
+        print(json.dumps(build_catalog(load_manifest(args.bundles).bundles), indent=2))
+        return 0
+    path, catalog = write_catalog(args.bundles, Path(args.output) if args.output else None)
+    print(f"{'file':62} {'MiB':>8} {'runtime MiB':>11} {'min device':>10}  targets")
+    for bundle in catalog["bundles"]:
+        memory = bundle["memory"]
+        print(f"{bundle['file']:62} {bundle['bytes'] / 2**20:8.1f} {memory['estimated_runtime_bytes'] / 2**20:11.1f} "
+              f"{memory['min_device_memory_bytes'] / 2**30:7.0f} GiB  {','.join(bundle['targets'])}")
+    print(f"wrote {path} ({len(catalog['bundles'])} bundles)")
+    return 0
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from sdk_build.catalog import Selection
+    from sdk_build.pull import plan, pull
+
+    selection = Selection(target=args.target, quantization=args.quantization, ekv=args.ekv, format=args.format,
+                          model=args.model, file=args.file)
+    if args.list:
+        catalog, chosen = plan(args.source, selection, timeout=args.timeout, cache_dir=args.cache_dir)
+        print(f"catalog: {catalog.location}")
+        for bundle in chosen:
+            print(f"{bundle.file}\t{bundle.bytes}\t{bundle.sha256}\t{','.join(bundle.targets)}")
+        return 0
+    try:
+        report = pull(args.source, args.dest, selection, retries=args.retries, timeout=args.timeout,
+                      cache_dir=args.cache_dir)
+    except KeyboardInterrupt:
+        print("sdk-build: interrupted; the partial download is kept (.NAME.partial): run the same pull to resume",
+              file=sys.stderr)
+        return 130
+    for result in report.results:
+        rate = result.transferred / 1e6 / result.seconds if result.transferred and result.seconds else 0.0
+        print(f"{result.path}\t{result.status}\t{result.transferred} bytes transferred\t{result.seconds:.1f} s"
+              + (f"\t{rate:.1f} MB/s" if rate else "") + ("\t(replaced a corrupt copy)" if result.replaced_bad_file else ""))
+    for name, message in report.failures:
+        print(f"sdk-build: error: {message}", file=sys.stderr)
+    print(f"{len(report.results)} of {len(report.selected)} bundles in {args.dest}, "
+          f"{report.transferred} bytes transferred (catalog: {report.catalog})")
+    return 1 if report.failures else 0
+
+
 def run_make_tiny(args: argparse.Namespace) -> int:
     from sdk_build.tiny_checkpoint import make_tiny_checkpoint
 
@@ -192,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
         "build": run_build, "verify": run_verify, "build-defaults": run_build_defaults, "matrix": run_matrix,
-        "make-tiny": run_make_tiny,
+        "make-tiny": run_make_tiny, "catalog": run_catalog, "pull": run_pull,
     }
     try:
         return handlers[args.command](args)

@@ -20,3 +20,19 @@ class SpecError(BuildError):
 
 class VerifyError(BuildError):
     """A bundle failed verification (NaN / invalid tokens, load failure...)."""
+
+
+class AdapterError(BuildError):
+    """A LoRA adapter folder is missing, malformed, or does not fit the model it is applied to."""
+
+
+class CatalogError(BuildError):
+    """A catalog cannot be built from a manifest, or one read from elsewhere is malformed or matches nothing."""
+
+
+class PullError(BuildError):
+    """Downloading a bundle failed (unreachable server, HTTP error, dropped connection after the retries)."""
+
+
+class IntegrityError(PullError):
+    """Downloaded bytes do not have the catalog's sha256 (or size); nothing was kept."""

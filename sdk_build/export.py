@@ -26,15 +26,35 @@ class ExportOptions:
     mask_as_input: bool = True
     transposed_kv_cache: bool = True
     lora_ranks: tuple[int, ...] = ()
+    gpu_dynamic_shapes: bool = False
+    """litert-torch's GPU option: cache and prefill sizes become "magic" primes (1280 -> 1283) that a GPU delegate
+    recognises as dynamic and resizes at initialisation; CPU runtimes take them as fixed sizes."""
+
+    def identity(self) -> dict[str, object]:
+        """The settings that name an export. Options added later count only when set, so the exports and bundle
+        fingerprints made before they existed stay valid."""
+        settings = dataclasses.asdict(self)
+        if not self.gpu_dynamic_shapes:
+            del settings["gpu_dynamic_shapes"]
+        return settings
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def float_export_path(cache_dir: Path, checkpoint: Checkpoint, ekv: int, prefill: tuple[int, ...], options: ExportOptions) -> Path:
     prefills = "-".join(str(p) for p in sorted(prefill))
     name = f"{checkpoint.fingerprint}_ekv{ekv}_p{prefills}_{options.key()}_v{EXPORT_FORMAT_VERSION}_f32.tflite"
     return Path(cache_dir) / "exports" / name
+
+
+def export_sizes(prefill_lengths: tuple[int, ...], ekv: int, options: ExportOptions) -> tuple[tuple[int, ...], int]:
+    """The signature sizes written into the graph: as asked, or litert-torch's magic primes for GPU dynamic shapes."""
+    if not options.gpu_dynamic_shapes:
+        return tuple(prefill_lengths), ekv
+    from litert_torch.generative.utilities.converter import get_magic_number_for
+
+    return tuple(get_magic_number_for(n) for n in prefill_lengths), get_magic_number_for(ekv)
 
 
 def export_float_tflite(
@@ -52,7 +72,8 @@ def export_float_tflite(
 
     params = checkpoint.shape.parameter_count
     check_free_space(destination.parent, int(params * 4 * 1.2))
-    model = load_torch_model(checkpoint, mask_cache_size=ekv)
+    prefill_lengths, ekv = export_sizes(prefill_lengths, ekv, options)
+    model = load_torch_model(checkpoint, mask_cache_size=ekv, lora_inputs=bool(options.lora_ranks))
     export_config = converter.ExportConfig(
         mask_as_input=options.mask_as_input,
         kvcache_layout=kv_cache.KV_LAYOUT_TRANSPOSED if options.transposed_kv_cache else kv_cache.KV_LAYOUT_DEFAULT,
@@ -68,6 +89,10 @@ def export_float_tflite(
             lora_ranks=list(options.lora_ranks) or None,
             export_config=export_config,
         )
+        if options.lora_ranks:
+            from sdk_build.lora.signatures import promote_lora_signatures
+
+            promote_lora_signatures(Path(produced))  # LiteRT-LM binds LoRA inputs on prefill_N/decode only
         with atomic_path(destination) as tmp:
             shutil.move(produced, tmp)
     return destination

@@ -11,11 +11,15 @@ import concurrent.futures
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdk_build.architecture import ModelShape
 from sdk_build.errors import BuildError, SpecError
 from sdk_build.bundle_set import read_toml, variant_from_table
 from sdk_build.spec import Target, VariantSpec, parse_enum
+
+if TYPE_CHECKING:
+    from sdk_build.lora.spec import LoraSpec
 
 DEFAULT_MATRIX = Path(__file__).with_name("matrices") / "gemma3_1b.toml"
 
@@ -109,8 +113,12 @@ def run_matrix(
     cache_dir: Path | None = None,
     allow_custom_shape: bool = False,
     available_bytes: int | None = None,
+    lora: LoraSpec | None = None,
 ) -> list[VariantOutcome]:
-    """Build every planned variant; exports grouped, groups run `jobs` at a time. Returns one outcome per variant."""
+    """Build every planned variant; exports grouped, groups run `jobs` at a time. Returns one outcome per variant.
+
+    `lora` applies one LoRA adapter to every variant (fused or runtime, see `sdk_build.lora.build`).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sdk_build.manifest import update_manifest
@@ -141,7 +149,7 @@ def run_matrix(
                 started = time.monotonic()
                 try:
                     outcome = build(checkpoint_ref, planned.spec, output_dir, cache_dir=cache_dir,
-                                    checkpoint=checkpoint)
+                                    checkpoint=checkpoint, lora=lora)
                     for entry in outcome.entries:
                         targets = [t.value for t in planned.targets]
                         if entry.extra.get("targets") != targets:

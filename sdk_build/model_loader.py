@@ -63,16 +63,24 @@ def check_tensor_names(checkpoint: Checkpoint) -> None:
         raise SourceError(f"tensor {name} has shape {got}, config.json implies {want}; the checkpoint is inconsistent")
 
 
-def load_torch_model(checkpoint: Checkpoint, mask_cache_size: int):
-    """The fp32 litert-torch `Decoder` for `checkpoint`, in eval mode, with a causal-mask cache of `mask_cache_size`."""
+def load_torch_model(checkpoint: Checkpoint, mask_cache_size: int, *, lora_inputs: bool = False):
+    """The fp32 litert-torch `Decoder` for `checkpoint`, in eval mode, with a causal-mask cache of `mask_cache_size`.
+
+    `lora_inputs` gives the decoder whose forward also takes runtime LoRA weights (`sdk_build.lora.litert_decoder`).
+    """
     import torch
     from litert_torch.generative.examples.gemma3 import decoder
     from litert_torch.generative.utilities import model_builder
 
+    model_class = decoder.Decoder
+    if lora_inputs:
+        from sdk_build.lora.litert_decoder import LoraDecoder
+
+        model_class = LoraDecoder
     config = litert_model_config(checkpoint.shape, max_seq_len=max(mask_cache_size, checkpoint.shape.max_position_embeddings))
     if checkpoint.random_seed is not None:
         torch.manual_seed(checkpoint.random_seed)
-        model = decoder.Decoder(config, mask_cache_size)
+        model = model_class(config, mask_cache_size)
         _init_random(model)
         return model.eval()
     check_tensor_names(checkpoint)
@@ -80,7 +88,7 @@ def load_torch_model(checkpoint: Checkpoint, mask_cache_size: int):
         checkpoint_path=str(checkpoint.directory),
         config=config,
         tensor_names=decoder.TENSOR_NAMES_SEP_QKV,
-        model_class=decoder.Decoder,
+        model_class=model_class,
         mask_cache_size=mask_cache_size,
     )
     return model.eval()

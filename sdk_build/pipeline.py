@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.errors import BuildError
@@ -30,6 +31,9 @@ from sdk_build.quantize import build_recipe, quantize_tflite
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
 from sdk_build.spec import BundleFormat, VariantSpec
 from sdk_build.versions import tool_versions
+
+if TYPE_CHECKING:
+    from sdk_build.lora.spec import LoraSpec
 
 DEFAULT_OUTPUT = Path("bundles")
 
@@ -45,7 +49,7 @@ def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFo
     data = {
         "checkpoint": checkpoint.fingerprint,
         "variant": {**variant.to_dict(), "formats": [fmt.value]},
-        "export": dataclasses.asdict(options),
+        "export": options.identity(),
         "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
         "tools": tool_versions(),
     }
@@ -96,8 +100,18 @@ def build(
     force: bool = False,
     export_options: ExportOptions = ExportOptions(),
     checkpoint: Checkpoint | None = None,
+    lora: LoraSpec | None = None,
 ) -> BuildOutcome:
-    """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries."""
+    """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
+
+    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`).
+    """
+    if lora is not None:
+        from sdk_build.lora.build import build_with_lora
+
+        return build_with_lora(checkpoint_ref, variant, output_dir, lora, cache_dir=cache_dir,
+                               allow_custom_shape=allow_custom_shape, force=force, export_options=export_options,
+                               checkpoint=checkpoint)
     started = time.monotonic()
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -143,7 +157,9 @@ def build(
                 build_seconds=round(time.monotonic() - started, 2),
                 peak_rss_bytes=max(export_peak, own_peak_rss_bytes()),
                 created_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                extra={"tflite_bytes": quantized.stat().st_size},
+                extra={"tflite_bytes": quantized.stat().st_size, "export_options": export_options.identity(),
+                       # the catalog's memory estimate needs the shape, also for custom (tiny) models
+                       "model_shape": dataclasses.asdict(checkpoint.shape)},
             )
             update_manifest(output_dir, entry)
             entries.append(entry)

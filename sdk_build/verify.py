@@ -206,6 +206,11 @@ def verify_bundle(
     checkpoint = resolve_checkpoint(ref, cache_dir, allow_custom_shape=custom or checkpoint_ref is not None)
     if entry is not None and entry.checkpoint["fingerprint"] != checkpoint.fingerprint:
         raise VerifyError(f"{ref} has changed since {bundle.name} was built (fingerprint differs); rebuild it")
+    if entry is not None and entry.lora:
+        from sdk_build.lora.verify import verify_lora_bundle
+
+        return verify_lora_bundle(bundle, entry, checkpoint, cache_dir=cache_dir, new_tokens=new_tokens,
+                                  prompts=prompts, threads=threads, min_agreement=min_agreement)
     ekv = entry.ekv if entry else 1024
     tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
     # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.

@@ -65,8 +65,11 @@ def live_server(config: Mapping[str, Any]) -> Iterator[LiveServer]:
     try:
         yield LiveServer(base_url=f"http://127.0.0.1:{server.effective_port}", app=app)
     finally:
-        server.close()
+        # Close every socket from inside waitress's own loop (its trigger runs the thunk there): closing them from
+        # this thread races the loop's select() and kills it with EBADF when a client just dropped a download.
+        server.trigger.pull_trigger(lambda: [channel.close() for channel in list(server._map.values())])
         thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
 
 
 def make_serving_dir(tiny_bundle_dir: Path, destination: Path) -> dict[str, Any]:

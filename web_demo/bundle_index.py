@@ -1,5 +1,8 @@
 """The set of downloadable bundles: exactly the files `manifest.json` lists, nothing else on disk.
 
+Runtime LoRA adapter files the manifest lists under `adapters` are served the same way (same checks, same URL
+space), so a page or an app downloads an adapter like a bundle.
+
 The manifest is re-read when its mtime/size changes, so bundles built while the server runs appear without a
 restart. A name is only ever looked up in the manifest and must be a plain file name, so no request path can
 reach a file the manifest does not list (no `..`, no sub-folders, no symlinked escapes).
@@ -12,7 +15,7 @@ import os
 import threading
 from pathlib import Path
 
-from sdk_build.manifest import BundleEntry, Manifest, load_manifest, manifest_path
+from sdk_build.manifest import AdapterEntry, BundleEntry, Manifest, load_manifest, manifest_path
 
 
 class BundleUnavailable(Exception):
@@ -21,7 +24,7 @@ class BundleUnavailable(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class ResolvedBundle:
-    entry: BundleEntry
+    entry: BundleEntry | AdapterEntry
     path: Path
     size: int
     mtime: float
@@ -64,7 +67,10 @@ class BundleIndex:
         """The listed bundle called `name`, or None when it is not listed (the caller answers 404)."""
         if not is_plain_name(name):
             return None
-        entry = self.manifest().find(name)
+        manifest = self.manifest()
+        entry: BundleEntry | AdapterEntry | None = manifest.find(name) or next(
+            (a for a in manifest.adapters if a.file == name), None
+        )
         if entry is None or not is_plain_name(entry.file):
             return None
         # A plain listed name always joins to a child of the folder; a symlink there is the operator's choice.

@@ -1,4 +1,5 @@
-"""JSON API: `GET /api/bundles` (the manifest plus download URLs) and `/api/bench-results` (benchmark JSON).
+"""JSON API: `GET /api/bundles` (the manifest plus download URLs), `/api/catalog` (what apps read: see
+sdk_build.catalog) and `/api/bench-results` (benchmark JSON).
 
 `/api/bundles` is what the page and mobile apps read to pick a bundle; the filters are exact matches on the
 manifest fields of the same name. Benchmark results arrive from the page in benchmark mode (see automation.py).
@@ -13,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sdk_build.manifest import SCHEMA_VERSION, BundleEntry
 from web_demo.bench_store import BenchStore
 from web_demo.blueprints.files import SHA256_HEADER
-from web_demo.bundle_index import BundleIndex
+from web_demo.bundle_index import BundleIndex, BundleUnavailable
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -26,6 +27,15 @@ def _entry_json(entry: BundleEntry) -> dict[str, Any]:
         "url": url_for("files.bundle_file", name=entry.file, _external=True),
         "path": url_for("files.bundle_file", name=entry.file),
     }
+
+
+def _adapters_json(index: BundleIndex, entry: BundleEntry) -> list[dict[str, Any]]:
+    """The runtime LoRA adapter files listed for `entry`, with download URLs like the bundles'."""
+    return [
+        {**a.to_dict(), "url": url_for("files.bundle_file", name=a.file, _external=True),
+         "path": url_for("files.bundle_file", name=a.file)}
+        for a in index.manifest().adapters_for(entry.file)
+    ]
 
 
 def _error(status: int, message: str) -> Response:
@@ -43,10 +53,55 @@ def bundles() -> Response:
         schema_version=SCHEMA_VERSION,
         filters={k: v for k, v in filters.items() if v},
         sha256_header=SHA256_HEADER,
-        bundles=[_entry_json(e) for e in entries],
+        bundles=[{**_entry_json(e), "adapters": _adapters_json(index, e)} for e in entries],
     )
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/catalog")
+def catalog() -> Response:
+    """The app-facing catalog (sdk_build.catalog) of the bundles this server can serve right now.
+
+    URLs are server-relative paths (`/bundles/<file>`), resolved against this document's URL by clients, so they
+    stay right behind any host name, port or reverse proxy. Listed files that are missing or changed on disk are
+    left out and named under `omitted`.
+    """
+    from sdk_build.catalog import build_catalog
+    from sdk_build.errors import CatalogError
+
+    index: BundleIndex = current_app.extensions["bundle_index"]
+    servable, omitted = [], []
+    for entry in index.manifest().bundles:
+        try:
+            resolved = index.resolve(entry.file)
+        except BundleUnavailable as exc:
+            omitted.append({"file": entry.file, "reason": str(exc)})
+            continue
+        if resolved is None:
+            omitted.append({"file": entry.file, "reason": "not a plain file name"})
+            continue
+        servable.append(entry)
+    try:
+        data = build_catalog(servable, url_for=lambda e: url_for("files.bundle_file", name=e.file))
+    except CatalogError as exc:
+        return _error(409, str(exc))
+    if omitted:
+        data["omitted"] = omitted
+    response = jsonify(data)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/catalog/schema")
+def catalog_schema() -> Response:
+    """The catalog's JSON Schema (version 1), the file shipped in sdk_build/schemas/."""
+    from sdk_build.catalog import SCHEMA_FILE
+
+    response = current_app.response_class(SCHEMA_FILE.read_bytes(), mimetype="application/schema+json")
+    response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
 

@@ -20,7 +20,7 @@ function errorText(e) {
 
 /**
  * Download `entry` (streamed into the engine, never held whole in JS) and create the LlmInference.
- * options: {maxTokens, topK, temperature, randomSeed, forceF32}. onProgress(loadedBytes, totalBytes).
+ * options: {maxTokens, topK, temperature, randomSeed, forceF32, loraRanks}. onProgress(loadedBytes, totalBytes).
  * Returns {llm, loadMs, downloadedBytes}.
  */
 export async function loadModel(entry, options, onProgress = () => {}) {
@@ -49,6 +49,7 @@ export async function loadModel(entry, options, onProgress = () => {}) {
       baseOptions: { modelAssetBuffer: reader },
       maxTokens: options.maxTokens, topK: options.topK, temperature: options.temperature,
       randomSeed: options.randomSeed, forceF32: Boolean(options.forceF32),
+      ...(options.loraRanks ? { loraRanks: options.loraRanks } : {}),
     });
   } catch (e) {
     if (loaded < total) throw new DownloadError(`Download of ${entry.file} stopped at ${loaded} of ${total} bytes: ${errorText(e)}`);
@@ -77,10 +78,11 @@ export function countTokens(llm, text) {
  * cancelProcessing() for .task bundles on WebGPU (it sets a flag the engine never reads), so the engine may
  * keep decoding in the background; this still resolves only once the engine is idle again (it accepts one
  * query at a time and sizeInTokens() is refused while busy). `engineKeptRunning` says which case happened.
+ * `lora` (a LoraModel from loadLoraModel, or null) answers with that adapter.
  * Returns {text, cancelled, engineKeptRunning, tokensIn, tokensOut, tokensOutRetokenized, ttftMs, prefillTokS, decodeMs,
  * decodeTokS, totalMs, updates}; speeds cover the shown tokens only.
  */
-export async function generate(llm, prompt, onPartial = () => {}, signal = null) {
+export async function generate(llm, prompt, onPartial = () => {}, signal = null, lora = null) {
   const tokensIn = countTokens(llm, prompt);
   let text = '';
   let engineText = '';
@@ -95,7 +97,7 @@ export async function generate(llm, prompt, onPartial = () => {}, signal = null)
   }
   const started = performance.now();
   try {
-    const result = await llm.generateResponse(prompt, (partial, done) => {
+    const listener = (partial, done) => {
       // One callback per decoded token; a token can decode to '' (e.g. half a UTF-8 character), while a
       // final done=true callback with '' carries no token.
       if (!partial && done) return;
@@ -107,7 +109,8 @@ export async function generate(llm, prompt, onPartial = () => {}, signal = null)
       updates++;
       text += partial;
       onPartial(partial, text);
-    });
+    };
+    const result = await (lora ? llm.generateResponse(prompt, lora, listener) : llm.generateResponse(prompt, listener));
     if (stoppedAt === null && typeof result === 'string' && result.length > text.length) text = result;
   } catch (e) {
     throw new EngineError(`Generation failed: ${errorText(e)}`);

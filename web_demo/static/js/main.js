@@ -5,10 +5,12 @@ import { benchParams, postResult, runBenchmark } from './bench.js';
 import { DownloadError, generate, loadModel } from './engine.js';
 import { detectGpu, fitCheck, fmtBytes } from './gpu.js';
 import { choosePrecision } from './precision.js';
+import { activeLora, loadLora, loraRanksFor, loraState, renderLora, resetLora } from './lora.js';
 import { formatPrompt, templateFor } from './prompt.js';
 
 const $ = (id) => document.getElementById(id);
 const state = { gpu: null, bundles: [], llm: null, loadedKey: null, loadMs: null, precision: null, history: [], stats: null };
+state.lora = loraState;
 window.__demo = state;
 
 function setState(s) { document.body.dataset.state = s; }
@@ -76,6 +78,7 @@ function renderBundleInfo() {
   $('maxTokens').value = b.ekv;
   $('maxTokens').max = b.ekv;
   $('template-note').textContent = templateFor(b) ? 'Gemma chat template applied.' : 'Raw text: the model continues your text.';
+  renderLora(b);
 }
 
 function renderPrecisionNote() {
@@ -127,7 +130,8 @@ async function load() {
   bar.hidden = false; bar.value = 0;
   $('load-status').textContent = `Downloading ${entry.file}…`;
   try {
-    const res = await loadModel(entry, { ...s, forceF32: precision.forceF32 }, (loaded, total) => {
+    resetLora();
+    const res = await loadModel(entry, { ...s, forceF32: precision.forceF32, loraRanks: loraRanksFor(entry) }, (loaded, total) => {
       bar.max = total; bar.value = loaded;
       $('load-status').textContent = loaded < total ? `Downloading ${fmtBytes(loaded)} of ${fmtBytes(total)}…` : 'Initialising the engine…';
     });
@@ -146,6 +150,17 @@ async function load() {
     $('load').disabled = false;
     $('send').disabled = $('prompt').disabled = false;
   }
+}
+
+// Load the chosen LoRA adapter into the engine (loading the selected bundle first when needed).
+async function loadSelectedLora() {
+  const entry = selectedEntry();
+  if (!entry || ['generating', 'loading'].includes(document.body.dataset.state)) return;
+  if (!state.llm || state.loadedKey !== JSON.stringify({ f: entry.file, ...settings() })) {
+    if (!(await load())) return;
+  }
+  $('lora-load').disabled = true;
+  try { await loadLora(state.llm, entry); } finally { $('lora-load').disabled = false; }
 }
 
 function addMessage(role, text) {
@@ -185,8 +200,9 @@ async function send(message) {
   $('send').disabled = true; $('stop').disabled = false; $('load').disabled = true;
   state.partialUpdates = 0;
   try {
+    const lora = activeLora(entry);
     const g = await generate(state.llm, prompt, (delta, full) => { state.partialUpdates++; out.textContent = full; },
-      state.abort.signal);
+      state.abort.signal, lora);
     out.textContent = g.text + (g.cancelled ? ' [stopped]' : '');
     if (g.cancelled) {
       $('load-status').textContent = g.engineKeptRunning
@@ -196,7 +212,7 @@ async function send(message) {
     if (templateFor(entry) && !g.cancelled) state.history.push({ role: 'user', text: message }, { role: 'model', text: g.text });
     state.stats = { load_ms: state.loadMs, ttft_ms: g.ttftMs, prefill_tok_s: g.prefillTokS, decode_tok_s: g.decodeTokS,
       tokens_in: g.tokensIn, tokens_out: g.tokensOut, tokens_out_retokenized: g.tokensOutRetokenized, updates: g.updates, precision_used: state.precision.used,
-      cancelled: g.cancelled, engine_kept_running: g.engineKeptRunning };
+      cancelled: g.cancelled, engine_kept_running: g.engineKeptRunning, lora_adapter: lora ? loraState.file : null };
     setStat('ttft_ms', fmt(g.ttftMs, 'ms', 0), g.ttftMs);
     setStat('prefill_tok_s', fmt(g.prefillTokS, 'tok/s'), g.prefillTokS);
     setStat('decode_tok_s', fmt(g.decodeTokS, 'tok/s'), g.decodeTokS);
@@ -234,6 +250,7 @@ async function main() {
   $('bundle').addEventListener('change', renderBundleInfo);
   document.querySelectorAll('input[name=precision]').forEach((r) => r.addEventListener('change', renderPrecisionNote));
   $('model-form').addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
+  $('lora-load').addEventListener('click', () => loadSelectedLora());
   $('chat-form').addEventListener('submit', (ev) => { ev.preventDefault(); const m = $('prompt').value; $('prompt').value = ''; send(m); });
   $('prompt').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('chat-form').requestSubmit(); }
