@@ -8,6 +8,9 @@
     nox -s lab_web         device lab in Chromium through the demo page (F32; F16 marked unsupported here)
     nox -s lab_android     device lab on a phone: -- --serial SERIAL [--binary litert_lm_main]
     nox -s web_screenshot  screenshot of the demo page answering with the first bundle in bundles/
+    nox -s bench           side-by-side benchmarks: llama.cpp, nginx, LoRA overhead, web export settings
+    nox -s bench_build_cost  litert-torch's reference route vs `sdk-build matrix` (build time, peak RSS)
+    nox -s first_demo      time from a fresh clone to the first answer in the demo page
 """
 
 from __future__ import annotations
@@ -92,3 +95,41 @@ def lab_android(session: nox.Session) -> None:
 def web_screenshot(session: nox.Session) -> None:
     session.run(PY, "-m", "web_demo.screenshot", "--bundles", "bundles", "--max-tokens", "32",
                 "--out", "docs/web_demo_screenshot.png", *session.posargs)
+
+
+def bench_script(session: nox.Session, name: str, *args: str) -> None:
+    session.run(PY, "-m", f"bench.{name}", *args)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks (bench/; tables printed, JSON in reports/bench/). Long; never part of CI.
+
+    Runs llama.cpp vs our bundles (270M and 1B shape), our server vs nginx (needs `apt-get install nginx`), the
+    LoRA overhead (base vs fused vs runtime) and the web export settings. `-- NAME` runs just one of them.
+    """
+    chosen = set(session.posargs) or {"vs_llama_cpp", "serving", "lora_overhead", "web_export_settings"}
+    if "vs_llama_cpp" in chosen:
+        bench_script(session, "vs_llama_cpp", "--runs", "3")
+    if "serving" in chosen:
+        bench_script(session, "serving")
+    if "lora_overhead" in chosen:
+        bench_script(session, "lora_overhead")
+    if "web_export_settings" in chosen:
+        bench_script(session, "web_export_settings", "--runs", "2")
+
+
+@nox.session
+def bench_build_cost(session: nox.Session) -> None:
+    """litert-torch's reference route vs `sdk-build matrix` on every matrix variant (270M: ~1 h on 2 cores).
+
+    `-- --checkpoint random:gemma3-1b-it` times the 1B set instead (the reference route peaks at 21.5 GB: needs a
+    machine with 24 GB free and about 1.5 h).
+    """
+    bench_script(session, "build_cost", *(session.posargs or ["--checkpoint", "embedded:gemma3-270m"]))
+
+
+@nox.session
+def first_demo(session: nox.Session) -> None:
+    """Time to first demo: fresh clone + setup + `nox -s demo` + first answer in the page (10-30 min, 10 GiB disk)."""
+    bench_script(session, "first_demo", *session.posargs)

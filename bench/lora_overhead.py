@@ -9,10 +9,15 @@ bundle (LoRA-input signatures, `--lora-mode runtime`) with its adapter file. The
 
 - `litert-lm benchmark` (the CLI the device lab uses; device_tests/runners/host.py builds and parses the command),
   one process per run, the same invocation for all three, runs interleaved base/fused/runtime so drift hits all
-  alike. The CLI cannot load an adapter, so the runtime bundle runs its LoRA signatures with unset LoRA inputs:
+  alike, each started only once other work on the machine is below --max-busy cores (bench/quiet.py; the load
+  seen is recorded with each sample: on a shared 2-core machine contention moves decode speed 3-4x). The CLI cannot load an adapter, so the runtime bundle runs its LoRA signatures with unset LoRA inputs:
   the same work as with an adapter;
 - litert-lm's Python API with the engine's own counters (bench/litert_lm_session.py), which can load the adapter:
   the runtime bundle *with the adapter file*, next to base and fused through the same path.
+
+Each row also says whether the bundle's model has the base's structure (operators, wiring, tensor shapes and types,
+weight buffer sizes; bench/tflite_graph.py): identical structure means identical work per token, which does not
+depend on a quiet machine.
 
 The adapter is random (no training needed to measure speed): rank 8 on q/k/v/o_proj of every layer, shapes from
 GEMMA3_270M, zero-padded to rank 16 for the runtime bundle (LiteRT-LM accepts ranks 16 and 32 only).
@@ -30,6 +35,8 @@ from typing import Any
 
 from bench.common import median, print_table, ratio, write_results
 from bench.litert_lm_session import LoraInput, prompt_of, session_sample
+from bench.quiet import wait_until_quiet
+from bench.tflite_graph import structure_digest
 
 MODES = ("base", "fused", "runtime")
 
@@ -106,11 +113,15 @@ def cli_runs(built: dict[str, Built], args: argparse.Namespace) -> dict[str, lis
     for run in range(args.runs):
         for mode, item in built.items():
             info = BundleInfo(path=item.path, sha256=item.sha256, quantization=args.recipe, ekv=item.ekv)
+            busy, _ = wait_until_quiet(args.max_busy, args.quiet_wait)
             result = run_process(benchmark_command(binary, info, options, cpus), options.timeout_s, cpus)
             if result.returncode != 0:
                 raise SystemExit(f"litert-lm benchmark failed on {item.path.name}: {result.output[-800:]}")
-            samples[mode].append(parse_benchmark_output(result.output))
-            print(f"cli run {run + 1}/{args.runs} {mode}: decode {samples[mode][-1].decode_tokens_per_s:.1f} tok/s")
+            samples[mode].append({**dataclasses.asdict(parse_benchmark_output(result.output)), "busy_before": busy})
+            print(
+                f"cli run {run + 1}/{args.runs} {mode}: decode {samples[mode][-1]['decode_tokens_per_s']:.1f} "
+                f"tok/s (other load before it: {busy:.2f} cores)"
+            )
     return samples
 
 
@@ -119,16 +130,17 @@ def api_runs(built: dict[str, Built], prompt: str, args: argparse.Namespace) -> 
     samples: dict[str, list[Any]] = {mode: [] for mode in built}
     for run in range(args.runs):
         for mode, item in built.items():
+            busy, _ = wait_until_quiet(args.max_busy, args.quiet_wait)
             sample, decoded = session_sample(item.path, item.ekv, prompt, args.decode, args.threads, item.adapter)
             if decoded < args.decode // 2:
                 raise SystemExit(
                     f"{item.path.name} stopped after {decoded} of {args.decode} decode tokens (EOS?); "
                     "use another --seed or --strength"
                 )
-            samples[mode].append(sample)
+            samples[mode].append({**dataclasses.asdict(sample), "busy_before": busy, "decoded_tokens": decoded})
             print(
                 f"api run {run + 1}/{args.runs} {mode}{' + adapter' if item.adapter else ''}: decode "
-                f"{sample.decode_tokens_per_s:.1f} tok/s ({decoded} tokens)"
+                f"{sample.decode_tokens_per_s:.1f} tok/s ({decoded} tokens; other load before it: {busy:.2f} cores)"
             )
     return samples
 
@@ -142,16 +154,18 @@ def summarize(built: dict[str, Built], cli: dict[str, list[Any]], api: dict[str,
                 "file": item.path.name,
                 "bytes": item.bytes,
                 "adapter_file": item.adapter.adapter_file.name if item.adapter else None,
-                "cli_decode_tok_s": median([s.decode_tokens_per_s for s in cli[mode]]),
-                "cli_prefill_tok_s": median([s.prefill_tokens_per_s for s in cli[mode]]),
-                "api_decode_tok_s": median([s.decode_tokens_per_s for s in api[mode]]),
-                "api_prefill_tok_s": median([s.prefill_tokens_per_s for s in api[mode]]),
-                "cli_samples": [dataclasses.asdict(s) for s in cli[mode]],
-                "api_samples": [dataclasses.asdict(s) for s in api[mode]],
+                "structure": structure_digest(item.path),
+                "cli_decode_tok_s": median([s["decode_tokens_per_s"] for s in cli[mode]]),
+                "cli_prefill_tok_s": median([s["prefill_tokens_per_s"] for s in cli[mode]]),
+                "api_decode_tok_s": median([s["decode_tokens_per_s"] for s in api[mode]]),
+                "api_prefill_tok_s": median([s["prefill_tokens_per_s"] for s in api[mode]]),
+                "cli_samples": cli[mode],
+                "api_samples": api[mode],
             }
         )
     base = rows[0]
     for row in rows:
+        row["same_graph_as_base"] = row["structure"] == base["structure"]
         row["cli_decode_vs_base"] = ratio(row["cli_decode_tok_s"], base["cli_decode_tok_s"])
         row["api_decode_vs_base"] = ratio(row["api_decode_tok_s"], base["api_decode_tok_s"])
     return rows
@@ -171,6 +185,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decode", type=int, default=128, help="decode tokens per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.3,
+        help="wait before each run until other work uses at most this many cores (bench.quiet)",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=120.0, help="longest such wait per run, in seconds")
     parser.add_argument("--bundles", type=Path, default=Path("bundles/lora_overhead"))
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--results-dir", type=Path, default=Path("reports/bench"))
@@ -196,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             "bundle",
             "MiB",
+            "graph = base's",
             "CLI decode tok/s",
             "vs base",
             "CLI prefill tok/s",
@@ -206,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 r["file"],
                 r["bytes"] / 2**20,
+                "yes" if r["same_graph_as_base"] else "no",
                 r["cli_decode_tok_s"],
                 r["cli_decode_vs_base"],
                 r["cli_prefill_tok_s"],

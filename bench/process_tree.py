@@ -8,12 +8,13 @@ is what decides whether a build fits in a machine's RAM.
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from bench.children import child_pids
 
 SAMPLE_SECONDS = 0.25
 
@@ -31,17 +32,6 @@ class MeasuredRun:
         if self.returncode != 0:
             raise RuntimeError(f"{' '.join(self.command)} exited {self.returncode}:\n{self.output_tail}")
         return self
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-            found.extend(int(child) for child in text.split())
-    except OSError:
-        pass
-    return found
 
 
 def _rss_bytes(pid: int) -> int:
@@ -63,7 +53,7 @@ def tree_rss_bytes(root: int) -> int:
             continue
         seen.add(pid)
         total += _rss_bytes(pid)
-        pending.extend(_children(pid))
+        pending.extend(child_pids(pid))
     return total
 
 

@@ -126,8 +126,14 @@ def bench_entry(name: str, size: int, sha: str) -> BundleEntry:
 
 
 @contextlib.contextmanager
-def running_ours(served: Served, work: Path, host: str, port: int, threads: int | None) -> Iterator[int]:
-    """`python -m web_demo` (waitress) on the folder; yields its pid once the bundle answers a HEAD."""
+def running_ours(
+    served: Served, work: Path, host: str, port: int, threads: int | None, code_from: Path | None = None
+) -> Iterator[int]:
+    """`python -m web_demo` (waitress) on the folder; yields its pid once the bundle answers a HEAD.
+
+    `code_from`: a checkout whose web_demo (and sdk_build) to run instead of this one's, to measure a change
+    before and after with the same script (e.g. `git archive HEAD | tar -x -C DIR`).
+    """
     command = [
         sys.executable,
         "-m",
@@ -143,7 +149,10 @@ def running_ours(served: Served, work: Path, host: str, port: int, threads: int 
         command += ["--threads", str(threads)]
     log = work / "web_demo.log"
     base = f"http://{host}:{port}"
-    with child_process(command, log) as process:
+    env = None
+    if code_from is not None:
+        env = {**os.environ, "PYTHONPATH": str(code_from.resolve())}
+    with child_process(command, log, env=env, cwd=code_from) as process:
         wait_until(
             lambda: http_ok(f"{base}/bundles/{served.name}", method="HEAD"),
             process,
@@ -190,6 +199,7 @@ def measure(
     threads: int | None,
     nginx_binary: str | None,
     curl: str | None,
+    code_from: Path | None = None,
 ) -> list[Run]:
     """Start both servers, warm both up once, then run the interleaved repeats; return every run."""
     runs: list[Run] = []
@@ -198,7 +208,7 @@ def measure(
         work = Path(scratch)
         ours_port, nginx_port = free_port(host), free_port(host)
         with (
-            running_ours(served, work, host, ours_port, threads) as ours_pid,
+            running_ours(served, work, host, ours_port, threads, code_from) as ours_pid,
             running_nginx(served.directory, work / "nginx", host, nginx_port, f"/{served.name}", nginx_binary),
         ):
             targets = {
@@ -308,11 +318,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "there when on the same file system, else symlinked)",
     )
     parser.add_argument(
+        "--ours-from",
+        type=Path,
+        default=None,
+        help="run our server from this checkout instead (before/after comparisons, e.g. an older commit)",
+    )
+    parser.add_argument(
         "--no-curl", action="store_true", help="skip the curl cross-check rows (they are skipped anyway without curl)"
     )
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--name", default="serving", help="results file name (default serving -> serving.json)")
     args = parser.parse_args(argv)
+    if args.ours_from is not None and not (args.ours_from / "web_demo" / "__main__.py").is_file():
+        parser.error(f"--ours-from {args.ours_from} has no web_demo/__main__.py (give a checkout of this repository)")
     if args.repeats < 1 or args.streams < 1 or args.size_mib < 1:
         parser.error("--repeats, --streams and --size-mib must be positive")
     return args
@@ -344,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads=args.threads,
                 nginx_binary=nginx,
                 curl=curl,
+                code_from=args.ours_from,
             )
         except (ChildFailed, OSError) as exc:  # one line at the CLI edge, with the server's log tail
             print(f"error: {exc}", file=sys.stderr)
@@ -374,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
                 "source": str(args.file) if args.file else "generated random bytes",
             },
             "servers": {
-                "ours": "python -m web_demo (waitress)" + (f" --threads {args.threads}" if args.threads else ""),
+                "ours": "python -m web_demo (waitress)"
+                + (f" --threads {args.threads}" if args.threads else "")
+                + (f", code from {args.ours_from}" if args.ours_from else ""),
                 "nginx": f"{nginx_version(nginx)}, sendfile on, worker_processes auto",
             },
             "clients": {

@@ -261,6 +261,7 @@ def table_rows(subjects: list[Subject], bandwidth: Bandwidth) -> tuple[list[list
                 decode_ratio,
                 f"{decode / copy_limit:.0%}" if decode else None,
                 f"{decode / read_limit:.0%}" if decode else None,
+                s.median_or_none(s.busy_before),
             ]
         )
         records.append(
@@ -302,6 +303,7 @@ COLUMNS = [
     "decode x",
     "decode/limit (copy)",
     "decode/limit (read)",
+    "other load (cores)",
 ]
 
 
@@ -326,8 +328,10 @@ def run(args: argparse.Namespace) -> Path:
             else None
         )
         _log("measuring memory bandwidth")
+        wait_until_quiet(args.max_busy, args.quiet_wait)
         bandwidth = measure_bandwidth(threads=args.threads)
         measure_speed(plan, subjects, build, args)
+        wait_until_quiet(args.max_busy, args.quiet_wait)
         after = measure_bandwidth(threads=args.threads)
         bandwidth = Bandwidth(  # the better of before/after: other load on the machine only ever lowers it
             max(bandwidth.copy_bytes_per_s, after.copy_bytes_per_s),

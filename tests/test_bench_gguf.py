@@ -17,8 +17,16 @@ from sdk_build.architecture import GEMMA3_270M
 from sdk_build.model_loader import expected_tensors
 
 TINY = dataclasses.replace(
-    GEMMA3_270M, vocab_size=96, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1,
-    head_dim=32, query_pre_attn_scalar=32, max_position_embeddings=512,
+    GEMMA3_270M,
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=2,
+    num_kv_heads=1,
+    head_dim=32,
+    query_pre_attn_scalar=32,
+    max_position_embeddings=512,
 )
 
 
@@ -142,14 +150,20 @@ def test_litert_state_maps_back_to_every_hf_tensor() -> None:
     for i in range(shape.num_layers):
         p = f"transformer_blocks.{i}."
         qkv_rows = (shape.num_heads + 2 * shape.num_kv_heads) * shape.head_dim
-        state.update({
-            p + "pre_atten_norm.weight": np.zeros(64), p + "post_atten_norm.weight": np.zeros(64),
-            p + "atten_func.query_norm.weight": np.zeros(32), p + "atten_func.key_norm.weight": np.zeros(32),
-            p + "atten_func.qkv_projection.weight": np.zeros((qkv_rows, 64)),
-            p + "atten_func.output_projection.weight": np.zeros((64, 64)),
-            p + "ff.pre_ff_norm.weight": np.zeros(64), p + "ff.post_ff_norm.weight": np.zeros(64),
-            p + "ff.w1.weight": np.zeros((128, 64)), p + "ff.w3.weight": np.zeros((128, 64)),
-            p + "ff.w2.weight": np.zeros((64, 128)),
-        })
+        state.update(
+            {
+                p + "pre_atten_norm.weight": np.zeros(64),
+                p + "post_atten_norm.weight": np.zeros(64),
+                p + "atten_func.query_norm.weight": np.zeros(32),
+                p + "atten_func.key_norm.weight": np.zeros(32),
+                p + "atten_func.qkv_projection.weight": np.zeros((qkv_rows, 64)),
+                p + "atten_func.output_projection.weight": np.zeros((64, 64)),
+                p + "ff.pre_ff_norm.weight": np.zeros(64),
+                p + "ff.post_ff_norm.weight": np.zeros(64),
+                p + "ff.w1.weight": np.zeros((128, 64)),
+                p + "ff.w3.weight": np.zeros((128, 64)),
+                p + "ff.w2.weight": np.zeros((64, 128)),
+            }
+        )
     mapped = litert_to_hf(state, shape)
     assert {n: tuple(a.shape) for n, a in mapped.items()} == expected_tensors(shape)

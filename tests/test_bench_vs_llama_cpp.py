@@ -46,7 +46,8 @@ def test_plan_errors_name_the_problem(tmp_path: Path) -> None:
 
 def test_peer_is_the_fastest_llama_file_at_most_one_point_more_faithful() -> None:
     candidates = [Candidate("Q8_0", 0.95, 30.0), Candidate("Q4_0", 0.80, 40.0), Candidate("Q4_K_M", 0.90, 45.0)]
-    peer, comparable = fidelity_peer(0.895, candidates)  # Q4_K_M (0.90) is within 1 point and faster than Q4_0; Q8_0 is not
+    # Q4_K_M (0.90) is within 1 point and faster than Q4_0; Q8_0 (0.95) is not within 1 point
+    peer, comparable = fidelity_peer(0.895, candidates)
     assert (peer.label, comparable) == ("Q4_K_M", True)
     peer, comparable = fidelity_peer(0.96, candidates)
     assert (peer.label, comparable) == ("Q4_K_M", True)  # every file qualifies: the fastest
@@ -76,3 +77,22 @@ def test_llama_bench_json_is_read() -> None:
 def test_decode_is_measured_after_the_prompt_is_in_the_cache() -> None:
     command = bench_command(Path("llama-bench"), Path("m.gguf"), 2, [0, 1], prompt=0, gen=256, depth=256)
     assert command[command.index("-d") + 1] == "256" and command[command.index("-n") + 1] == "256"
+
+
+def test_cpu_times_read_busy_and_total_jiffies() -> None:
+    from bench.quiet import cpu_times
+
+    stat = "cpu  100 5 20 800 30 1 2 3 0 0\ncpu0 50 2 10 400 15 0 1 1 0 0\n"
+    busy, total = cpu_times(stat)
+    assert busy == 100 + 5 + 20 + 1 + 2 + 3  # user nice system irq softirq steal; not idle, not iowait
+    assert total == 100 + 5 + 20 + 800 + 30 + 1 + 2 + 3
+
+
+def test_covering_sequences_reuse_prefixes() -> None:
+    from bench.fidelity import covering_sequences
+
+    contexts = [[2, 5], [2, 5, 7], [2, 5, 7, 9], [2, 6, 1]]
+    sequences, where = covering_sequences(contexts)
+    assert sorted(map(tuple, sequences)) == [(2, 5, 7, 9), (2, 6, 1)]
+    for context, (sequence, row) in zip(contexts, where):
+        assert sequences[sequence][: row + 1] == context

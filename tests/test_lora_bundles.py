@@ -89,7 +89,10 @@ def test_fused_bundle_equals_pytorch_with_adapter_and_differs_from_base(
     assert without == _hf_texts(tiny, None)
     assert all(a != b for a, b in zip(with_adapter, without)), "the adapter must change every answer"
     # Fused costs exactly what the base costs: the same graph and tensor sizes, only the values differ.
+    from bench.tflite_graph import structure_digest
+
     assert entry.extra["tflite_bytes"] == base_entry.extra["tflite_bytes"]
+    assert structure_digest(tmp_path / entry.file) == structure_digest(tmp_path / base_entry.file)
 
     adapter = load_adapter(adapters["all"], tiny.shape)
     recorded = load_manifest(tmp_path).find(entry.file)
@@ -126,6 +129,12 @@ def test_runtime_bundle_runs_the_adapter_file_in_litert_lm(
     entry = outcome.entries[0]
     assert entry.file == "Gemma3-Custom-IT_prefill-seq32_f32_ekv128_lora-r16.task"
     assert entry.lora == {"mode": "runtime", "rank": 16}
+    from bench.tflite_graph import model_bytes
+    from sdk_build.lora.signatures import signature_keys
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(model_bytes(tmp_path / entry.file))
+    assert signature_keys(model) == ["prefill_32", "decode"], "LiteRT-LM binds LoRA inputs on these names only"
     manifest = load_manifest(tmp_path)
     (listed,) = manifest.adapters_for(entry.file)
     adapter_file = tmp_path / listed.file

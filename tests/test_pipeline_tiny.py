@@ -12,6 +12,7 @@ import pytest
 
 from sdk_build.errors import BuildError
 from sdk_build.manifest import load_manifest, sha256_file
+from sdk_build.export import ExportOptions
 from sdk_build.pipeline import build
 from sdk_build.spec import make_variant
 from sdk_build.verify import verify_bundle
@@ -56,7 +57,9 @@ def test_recipes_share_one_export_and_order_by_size(
         outcome = build(str(tiny_checkpoint_dir), make_variant(recipe, 128, [32]), tmp_path,
                         cache_dir=gemma_edge_cache, allow_custom_shape=True)
         sizes[recipe] = outcome.entries[0].extra["tflite_bytes"]
-    exports = list((gemma_edge_cache / "exports").glob("*_ekv128_p32_*"))
+    # This checkpoint's exports only: other tests (LoRA) share the session cache with their own checkpoints/options.
+    fingerprint = outcome.entries[0].checkpoint["fingerprint"]
+    exports = list((gemma_edge_cache / "exports").glob(f"{fingerprint}_ekv128_p32_{ExportOptions().key()}_*"))
     assert len(exports) == 1
     assert sizes["fp32"] > max(v for k, v in sizes.items() if k != "fp32")
     assert sizes["fp32"] > 1.8 * sizes["dynamic_int8"] and sizes["int4_qat"] < sizes["dynamic_int8"]

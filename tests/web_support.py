@@ -54,12 +54,12 @@ class LiveServer:
 @contextlib.contextmanager
 def live_server(config: Mapping[str, Any]) -> Iterator[LiveServer]:
     """`create_app(config)` under waitress (the production server) in a thread, on a free loopback port."""
-    from waitress.server import create_server
+    from web_demo.wsgi_server import make_server
 
     from web_demo import create_app
 
     app = create_app(config)
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    server = make_server(app, "127.0.0.1", 0, threads=4)  # the production send path (sendfile), as __main__ uses
     thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
     thread.start()
     try:

@@ -2,8 +2,8 @@
 
 Stock waitress sends a file body (`wsgi.file_wrapper`) from its I/O loop by reading `sendbuf_len` bytes into
 a Python bytes object and `send()`ing them; `sendbuf_len` is the socket's SO_SNDBUF at accept time, 16 KiB with
-Linux defaults. That is two copies of every byte plus 65,536 Python-level rounds per GiB: 0.6x nginx's
-throughput for one download and 0.15x for 64 parallel Range downloads on 2 cores (bench/serving.py; the
+Linux defaults. That is two copies of every byte plus 65,536 Python-level rounds per GiB: 0.75x nginx's
+throughput for one download and 0.14x for 64 parallel Range downloads on 2 cores (bench/serving.py; the
 Range part was Werkzeug's 8 KiB iterator, see web_demo/file_body.py).
 
 Here the file wrapper for a `FileSlice` body does not read: its `get()` names the bytes to send

@@ -3,7 +3,7 @@
 Bundles are up to gigabytes, so the body is streamed through the WSGI server's file wrapper, never loaded
 whole. The body of a 200 or 206 is a `FileSlice` of exactly the bytes to send, which the production server
 (web_demo/wsgi_server.py) hands to `os.sendfile`, so a Range answer streams like a whole file (64 parallel Range
-downloads of a 1 GiB bundle went from 0.15x nginx's throughput to par; web_demo/file_body.py says why).
+downloads of a 1 GiB bundle went from 0.14x nginx's throughput to 1.15x; web_demo/file_body.py says why).
 Werkzeug's `send_file(conditional=True)` still decides status and headers, with the RFC 9110 semantics we
 rely on: single `Range` -> 206 with Content-Range, unsatisfiable or malformed bytes range -> 416, `If-Range`
 (strong ETag compare), `If-None-Match` -> 304. Werkzeug would also answer 416 to multi-range
