@@ -29,9 +29,10 @@ from typing import Any
 from bench.common import print_table, ratio, write_results
 from bench.process_tree import MeasuredRun, run_measured
 from sdk_build.matrix import DEFAULT_MATRIX, PlannedVariant, load_matrix
+from sdk_build.naming import bundle_filename
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.sources.checkpoint import Checkpoint, default_cache_dir
-from sdk_build.spec import Recipe, Target
+from sdk_build.spec import BundleFormat, Recipe, Target
 
 GIB = 2**30
 MIB = 2**20
@@ -244,7 +245,10 @@ def report(
     cache = export_only_cache(shared_cache, work / "cache")
     ours, table = run_ours(args.checkpoint, planned, work, cache)
     print(f"ours (sdk-build matrix): {ours.seconds:.0f} s, peak {ours.peak_tree_rss_bytes / GIB:.1f} GiB", flush=True)
-    ours_bytes = {variant_label(p): row["bytes"] for p, row in zip(planned, table, strict=True)}
+    # The matrix builds in export-group order, not in plan order: pair its rows with variants by file name.
+    by_file = {row["file"]: row for row in table}
+    ours_rows = {variant_label(p): by_file[bundle_filename(checkpoint, p.spec, BundleFormat.TASK)] for p in planned}
+    ours_bytes = {label: row["bytes"] for label, row in ours_rows.items()}
     references: list[ReferenceRow] = []
     if not args.skip_reference:
         for index, variant in enumerate(planned, 1):
@@ -253,7 +257,8 @@ def report(
             row = references[-1]
             print(f"  {row.seconds:.0f} s, peak {row.peak / GIB:.1f} GiB, {row.task_bytes / MIB:.1f} MiB", flush=True)
     rows = []
-    for variant, ours_row in zip(planned, table, strict=False):
+    for variant in planned:
+        ours_row = ours_rows[variant_label(variant)]
         ref = next((r for r in references if r.label == variant_label(variant)), None)
         rows.append(
             [

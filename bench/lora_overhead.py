@@ -10,8 +10,9 @@ bundle (LoRA-input signatures, `--lora-mode runtime`) with its adapter file. The
 - `litert-lm benchmark` (the CLI the device lab uses; device_tests/runners/host.py builds and parses the command),
   one process per run, the same invocation for all three, runs interleaved base/fused/runtime so drift hits all
   alike, each started only once other work on the machine is below --max-busy cores (bench/quiet.py; the load
-  seen is recorded with each sample: on a shared 2-core machine contention moves decode speed 3-4x). The CLI cannot load an adapter, so the runtime bundle runs its LoRA signatures with unset LoRA inputs:
-  the same work as with an adapter;
+  seen is recorded with each sample: on a shared 2-core machine contention moves decode speed 3-4x). The CLI
+  cannot load an adapter, so the runtime bundle runs its LoRA signatures with unset LoRA inputs: the same work as
+  with an adapter;
 - litert-lm's Python API with the engine's own counters (bench/litert_lm_session.py), which can load the adapter:
   the runtime bundle *with the adapter file*, next to base and fused through the same path.
 

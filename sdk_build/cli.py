@@ -41,7 +41,8 @@ def _add_lora(parser: argparse.ArgumentParser) -> None:
                         "adapter_model.safetensors)")
     parser.add_argument("--lora-mode", choices=["fused", "runtime"], default=None,
                         help="fused (default): merge W + (alpha/r)*B@A before conversion, no run-time cost; "
-                        "runtime: LoRA-input signatures + a separate adapter file (LiteRT-LM; see README 'Adapters')")
+                        "runtime: LoRA-input signatures + a separate adapter file (LiteRT-LM CPU; "
+                        "see docs/adapters.md)")
 
 
 def _lora_spec(args: argparse.Namespace):  # -> LoraSpec | None

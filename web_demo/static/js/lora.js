@@ -24,7 +24,8 @@ export function renderLora(entry) {
   for (const a of adapters) {
     const opt = document.createElement('option');
     opt.value = a.file;
-    opt.textContent = `${a.file} (r=${a.lora.rank} as ${a.rank}, alpha ${a.lora.alpha}, ${a.lora.target_modules.join('/')})`;
+    const modules = a.lora.target_modules.join('/');
+    opt.textContent = `${a.file} (r=${a.lora.rank} as ${a.rank}, alpha ${a.lora.alpha}, ${modules})`;
     select.append(opt);
   }
   const lora = entry && entry.lora;
@@ -33,7 +34,8 @@ export function renderLora(entry) {
       `${lora.target_modules.join('/')}); it answers with the adapter, at the base model's speed.`;
   } else if (lora && lora.mode === 'runtime') {
     info.textContent = adapters.length
-      ? `This bundle takes a LoRA adapter at run time (rank ${lora.rank}). Load one, then tick the box to answer with it.`
+      ? `This bundle takes a LoRA adapter at run time (rank ${lora.rank}). ` +
+        'Load one, then tick the box to answer with it.'
       : `This bundle takes a LoRA adapter at run time (rank ${lora.rank}), but the manifest lists none for it.`;
   } else {
     info.textContent = '';
@@ -71,7 +73,8 @@ export async function loadLora(llm, entry) {
     Object.assign(loraState, { file: adapter.file, model: null, error: message, loadedFor: null });
     const fused = entry.file.replace(/_lora-r\d+(\.\w+)$/, `_lora-${adapter.lora.source.split('/').pop()}$1`);
     status.textContent = `This runtime cannot load ${adapter.file}: ${message} ` +
-      `Answers stay without the adapter. Build the adapter in fused mode (sdk-build build --lora ... --lora-mode fused, ` +
+      'Answers stay without the adapter. Build the adapter in fused mode ' +
+      '(sdk-build build --lora ... --lora-mode fused, ' +
       `e.g. ${fused}) to use it in the browser.`;
     status.className = 'hint bad';
     return false;
@@ -80,5 +83,6 @@ export async function loadLora(llm, entry) {
 
 /** The LoraModel to answer with, or null for the base model. */
 export function activeLora(entry) {
-  return $('lora-use').checked && loraState.model && loraState.loadedFor === (entry && entry.file) ? loraState.model : null;
+  const usable = $('lora-use').checked && loraState.model && loraState.loadedFor === (entry && entry.file);
+  return usable ? loraState.model : null;
 }
