@@ -110,7 +110,7 @@ def bench(session: nox.Session) -> None:
     """
     chosen = set(session.posargs) or {"vs_llama_cpp", "serving", "lora_overhead", "web_export_settings"}
     if "vs_llama_cpp" in chosen:
-        bench_script(session, "vs_llama_cpp", "--runs", "3")
+        bench_script(session, "vs_llama_cpp", "--models", "270m,1b", "--runs", "3")
     if "serving" in chosen:
         bench_script(session, "serving")
     if "lora_overhead" in chosen:
