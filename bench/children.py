@@ -43,21 +43,28 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds used so far by `root` and its live descendants (nginx: master + workers)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, pending, seen = 0.0, [root], set()
+def tree_pids(root: int) -> Iterator[int]:
+    """`root` and every live descendant, each once (a process tree is walked for its CPU time and its memory)."""
+    pending, seen = [root], set()
     while pending:
         pid = pending.pop()
         if pid in seen:
             continue
         seen.add(pid)
+        yield pid
+        pending.extend(child_pids(pid))
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds used so far by `root` and its live descendants (nginx: master + workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in tree_pids(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
         except (OSError, IndexError, ValueError):
             continue
-        pending.extend(child_pids(pid))
     return total
 
 

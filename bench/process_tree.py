@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.children import child_pids
+from bench.children import tree_pids
 
 SAMPLE_SECONDS = 0.25
 
@@ -46,15 +46,7 @@ def _rss_bytes(pid: int) -> int:
 
 def tree_rss_bytes(root: int) -> int:
     """Resident bytes of `root` and all its descendants right now."""
-    total, pending, seen = 0, [root], set()
-    while pending:
-        pid = pending.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += _rss_bytes(pid)
-        pending.extend(child_pids(pid))
-    return total
+    return sum(_rss_bytes(pid) for pid in tree_pids(root))
 
 
 def run_measured(
