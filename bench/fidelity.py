@@ -12,12 +12,20 @@ shared by every bundle and GGUF judged in one run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 
 from bench.llama_cpp_build import LlamaCppBuild
 from sdk_build.sources.checkpoint import Checkpoint
-from sdk_build.verify import DEFAULT_PROMPTS, bundle_greedy, open_engine, reference_greedy
+from sdk_build.verify import (
+    DEFAULT_PROMPTS,
+    bundle_greedy,
+    covering_sequences,
+    incremental_text,
+    open_engine,
+    reference_greedy,
+    reference_next_tokens,
+    teacher_forced_contexts,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +61,6 @@ class Agreement:
         return {"top1_agreement": self.top1, "matches": self.matches, "positions": self.positions}
 
 
-def incremental_text(tokenizer, context_ids: Sequence[int], token: int) -> str:
-    """The text a streaming detokenizer prints for `token` after `context_ids` (which start with <bos>)."""
-    body = list(context_ids[1:])
-    return tokenizer.decode(body + [token])[len(tokenizer.decode(body)) :]
-
-
 def build_reference(
     checkpoint: Checkpoint, new_tokens: int = 32, prompts: tuple[str, ...] = DEFAULT_PROMPTS
 ) -> Reference:
@@ -71,14 +73,8 @@ def build_reference(
     cache_len = max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2
     model = load_torch_model(checkpoint, mask_cache_size=cache_len)
     continuations = reference_greedy(model, tokenizer, prompts, new_tokens, cache_len)
-    texts, ids, owners = [], [], []
-    for index, (prompt, continuation) in enumerate(zip(prompts, continuations)):
-        for k in range(len(continuation)):
-            text = prompt + tokenizer.decode(continuation[:k]) if k else prompt
-            texts.append(text)
-            ids.append([tokenizer.bos_id(), *tokenizer.encode(text)])
-            owners.append(index)
-    expected = reference_next_tokens_covering(model, ids) if ids else []
+    texts, ids, owners = teacher_forced_contexts(tokenizer, prompts, continuations)
+    expected = reference_next_tokens(model, ids) if ids else []
     del model
     positions, skipped = [], 0
     for owner, text, context, token in zip(owners, texts, ids, expected):
@@ -87,27 +83,6 @@ def build_reference(
             continue
         positions.append(Position(owner, text, tuple(context), token, incremental_text(tokenizer, context, token)))
     return Reference(checkpoint.ref, prompts, tuple(tuple(c) for c in continuations), tuple(positions), skipped)
-
-
-def reference_next_tokens_covering(model, contexts: list[list[int]]) -> list[int]:
-    """verify.reference_next_tokens (fp32 argmax after each context), one forward pass per covering sequence.
-
-    verify runs one pass per context; with 32 positions per prompt that is 32x the work for the same numbers (the
-    causal mask makes the logits after a prefix independent of what follows it).
-    """
-    import torch
-    from litert_torch.generative.layers import kv_cache as kv_utils
-
-    sequences, where = covering_sequences(contexts)
-    longest = max(len(s) for s in sequences) + 1
-    model.build_mask_cache(longest)
-    rows = []
-    with torch.inference_mode():
-        for sequence in sequences:
-            cache = kv_utils.KVCache.from_model_config(longest, model.config)
-            logits = model(torch.tensor([sequence]), torch.arange(len(sequence), dtype=torch.int), cache)["logits"]
-            rows.append(torch.argmax(logits[0], dim=-1).tolist())
-    return [int(rows[sequence][row]) for sequence, row in where]
 
 
 def bundle_agreement(reference: Reference, bundle: Path, ekv: int, threads: int = 2) -> Agreement:
@@ -119,28 +94,6 @@ def bundle_agreement(reference: Reference, bundle: Path, ekv: int, threads: int 
         engine.close()
     matches = sum(1 for p, (text, error) in zip(reference.positions, produced) if not error and text == p.expected_text)
     return Agreement(matches, len(reference.positions))
-
-
-def covering_sequences(contexts: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[tuple[int, int]]]:
-    """Fewest sequences whose prefixes are all `contexts`, and for each context its (sequence, last row) index.
-
-    With causal attention the logits after a prefix do not depend on what follows it, so one pass over a prompt's
-    longest context gives the next-token argmax after every shorter context that is a prefix of it (verify's
-    contexts are re-encoded from text, so a later one is usually, not always, an extension of an earlier one).
-    """
-    sequences: list[list[int]] = []
-    order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
-    located: dict[int, tuple[int, int]] = {}
-    for index in order:
-        context = list(contexts[index])
-        for number, sequence in enumerate(sequences):
-            if sequence[: len(context)] == context:
-                located[index] = (number, len(context) - 1)
-                break
-        else:
-            sequences.append(context)
-            located[index] = (len(sequences) - 1, len(context) - 1)
-    return sequences, [located[i] for i in range(len(contexts))]
 
 
 def gguf_agreement(

@@ -14,6 +14,7 @@ or generates nothing where the reference generates text.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from sdk_build.errors import VerifyError
@@ -107,14 +108,62 @@ def reference_greedy(model, tokenizer, prompts: tuple[str, ...], new_tokens: int
     return outputs
 
 
+def covering_sequences(contexts: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Fewest sequences whose prefixes are all `contexts`, and for each context its (sequence, last row) index.
+
+    With causal attention the logits after a prefix do not depend on what follows it, so one pass over a prompt's
+    longest context gives the next-token argmax after every shorter context that is a prefix of it (contexts are
+    re-encoded from text, so a later one is usually, not always, an extension of an earlier one).
+    """
+    sequences: list[list[int]] = []
+    order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
+    located: dict[int, tuple[int, int]] = {}
+    for index in order:
+        context = list(contexts[index])
+        for number, sequence in enumerate(sequences):
+            if sequence[: len(context)] == context:
+                located[index] = (number, len(context) - 1)
+                break
+        else:
+            sequences.append(context)
+            located[index] = (len(sequences) - 1, len(context) - 1)
+    return sequences, [located[i] for i in range(len(contexts))]
+
+
 def reference_next_tokens(model, contexts: list[list[int]]) -> list[int]:
-    """fp32 argmax of the next token after each context."""
+    """fp32 argmax of the next token after each context: one forward pass per covering sequence, not per context
+    (32 positions per prompt would otherwise cost 32 passes for the same numbers)."""
     import torch
 
-    longest = max(len(c) for c in contexts) + 1
+    sequences, where = covering_sequences(contexts)
+    longest = max(len(s) for s in sequences) + 1
     model.build_mask_cache(longest)  # contexts may be longer than the greedy pass's cache
     with torch.inference_mode():
-        return [int(torch.argmax(_forward(model, ids, longest)["logits"][0, -1]).item()) for ids in contexts]
+        rows = [torch.argmax(_forward(model, sequence, longest)["logits"][0], dim=-1).tolist() for sequence in sequences]
+    return [int(rows[sequence][row]) for sequence, row in where]
+
+
+def teacher_forced_contexts(tokenizer, prompts, reference) -> tuple[list[str], list[list[int]], list[int]]:
+    """Every prefix of each reference continuation as a context: its text, its ids (with <bos>) and its prompt index.
+
+    Contexts are re-encoded from text, as a runtime given that text would see them.
+    """
+    texts: list[str] = []
+    ids: list[list[int]] = []
+    owners: list[int] = []
+    for index, (prompt, continuation) in enumerate(zip(prompts, reference)):
+        for k in range(len(continuation)):
+            text = prompt + tokenizer.decode(continuation[:k]) if k else prompt
+            texts.append(text)
+            ids.append([tokenizer.bos_id(), *tokenizer.encode(text)])
+            owners.append(index)
+    return texts, ids, owners
+
+
+def incremental_text(tokenizer, context_ids: Sequence[int], token: int) -> str:
+    """The text a streaming detokenizer prints for `token` after `context_ids` (which start with <bos>)."""
+    body = list(context_ids[1:])
+    return tokenizer.decode(body + [token])[len(tokenizer.decode(body)) :]
 
 
 def open_engine(bundle: Path, ekv: int, threads: int):
@@ -156,13 +205,7 @@ def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]
 
 def _teacher_forced(model, engine, tokenizer, prompts, reference, results) -> None:
     """Fill forced_matches/forced_positions: compare next-token picks along the reference continuation."""
-    contexts_text, contexts_ids, owners = [], [], []
-    for index, (prompt, ref_ids) in enumerate(zip(prompts, reference)):
-        for k in range(len(ref_ids)):
-            text = prompt + tokenizer.decode(ref_ids[:k]) if k else prompt
-            contexts_text.append(text)
-            contexts_ids.append([tokenizer.bos_id(), *tokenizer.encode(text)])
-            owners.append(index)
+    contexts_text, contexts_ids, owners = teacher_forced_contexts(tokenizer, prompts, reference)
     if not contexts_text:
         return
     expected_ids = reference_next_tokens(model, contexts_ids)
@@ -173,8 +216,7 @@ def _teacher_forced(model, engine, tokenizer, prompts, reference, results) -> No
             # detokenizer withholds it, so this position cannot be judged through the text API.
             results[owner].forced_skipped_byte_tokens += 1
             continue
-        # Incremental decode, as a streaming detokenizer would print the new token.
-        expected_text = tokenizer.decode(ids[1:] + [expected])[len(tokenizer.decode(ids[1:])):]
+        expected_text = incremental_text(tokenizer, ids, expected)
         results[owner].forced_positions += 1
         results[owner].forced_matches += int(not error and text == expected_text)
 

@@ -89,7 +89,7 @@ def test_cpu_times_read_busy_and_total_jiffies() -> None:
 
 
 def test_covering_sequences_reuse_prefixes() -> None:
-    from bench.fidelity import covering_sequences
+    from sdk_build.verify import covering_sequences
 
     contexts = [[2, 5], [2, 5, 7], [2, 5, 7, 9], [2, 6, 1]]
     sequences, where = covering_sequences(contexts)
