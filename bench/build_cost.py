@@ -9,6 +9,10 @@ memory of each side's whole process tree, the sizes of the files each side wrote
 
     python -m bench.build_cost --checkpoint embedded:gemma3-270m --variants dynamic_int8@1024
     python -m bench.build_cost --checkpoint random:gemma3-1b-it            # the whole 1B matrix (long: ~1.5 h)
+    python -m bench.build_cost --checkpoint embedded:gemma3-270m --ekv 1024 --jobs 1 2   # ours twice, one reference
+
+`--jobs` takes one or more values: ours is timed once per value (each from its own empty export cache), all against
+the one reference pass, which runs its variants one after another as the litert-torch README does.
 
 Reference rows for `int4_qat` and the `_all` recipes use the nearest in-converter option (litert-torch's converter
 has no per-channel int4 and always quantizes the embedding too), so their conversion work is the same but their
@@ -158,12 +162,15 @@ def run_reference(checkpoint: Checkpoint, planned: PlannedVariant, work: Path) -
     return row
 
 
-def run_ours(checkpoint_ref: str, variants: list[PlannedVariant], work: Path, cache: Path) -> tuple[MeasuredRun, list]:
+def run_ours(
+    checkpoint_ref: str, variants: list[PlannedVariant], work: Path, cache: Path, jobs: int
+) -> tuple[MeasuredRun, list]:
     import json
 
     matrix_file = work / "matrix.toml"
     matrix_file.write_text(matrix_toml(checkpoint_ref, variants))
-    table = work / "ours" / "matrix.json"
+    out = work / f"ours-jobs{jobs}"
+    table = out / "matrix.json"
     run = run_measured(
         [
             sys.executable,
@@ -173,15 +180,20 @@ def run_ours(checkpoint_ref: str, variants: list[PlannedVariant], work: Path, ca
             "--matrix",
             str(matrix_file),
             "--output",
-            str(work / "ours"),
+            str(out),
             "--cache-dir",
             str(cache),
+            "--jobs",
+            str(jobs),
             "--json",
             str(table),
         ],
-        log=work / "ours.log",
+        log=work / f"ours-jobs{jobs}.log",
     ).check()
-    return run, json.loads(table.read_text())
+    rows = json.loads(table.read_text())
+    shutil.rmtree(out, ignore_errors=True)  # a 1B matrix is ~13 GB; the next run and the reference need the disk
+    shutil.rmtree(cache / "exports", ignore_errors=True)
+    return run, rows
 
 
 def bundle_main(argv: list[str]) -> int:
@@ -203,6 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir, removed)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where checkpoints are cached")
     parser.add_argument("--skip-reference", action="store_true", help="time only ours (no ratio)")
+    parser.add_argument(
+        "--jobs", type=int, nargs="+", default=[1], help="time ours once per value of `sdk-build matrix --jobs`"
+    )
     return parser.parse_args(argv)
 
 
@@ -242,9 +257,16 @@ def report(
     args: argparse.Namespace, checkpoint: Checkpoint, planned: list[PlannedVariant], work: Path, shared_cache: Path
 ) -> int:
     print(f"build cost: {len(planned)} variants of {args.checkpoint}; scratch {work}", flush=True)
-    cache = export_only_cache(shared_cache, work / "cache")
-    ours, table = run_ours(args.checkpoint, planned, work, cache)
-    print(f"ours (sdk-build matrix): {ours.seconds:.0f} s, peak {ours.peak_tree_rss_bytes / GIB:.1f} GiB", flush=True)
+    ours_runs: list[tuple[int, MeasuredRun, list]] = []
+    for jobs in args.jobs:
+        cache = export_only_cache(shared_cache, work / f"cache-jobs{jobs}")
+        ours, table = run_ours(args.checkpoint, planned, work, cache, jobs)
+        ours_runs.append((jobs, ours, table))
+        print(
+            f"ours (sdk-build matrix --jobs {jobs}): {ours.seconds:.0f} s, peak {ours.peak_tree_rss_bytes / GIB:.1f} GiB",
+            flush=True,
+        )
+    _, ours, table = ours_runs[0]
     # The matrix builds in export-group order, not in plan order: pair its rows with variants by file name.
     by_file = {row["file"]: row for row in table}
     ours_rows = {variant_label(p): by_file[bundle_filename(checkpoint, p.spec, BundleFormat.TASK)] for p in planned}
@@ -273,7 +295,7 @@ def report(
         )
     print_table(
         f"Build cost per variant ({args.checkpoint})",
-        ["variant", "reference --quantize", "ref s", "ref peak GiB", "ref MiB", "ours s", "ours MiB"],
+        ["variant", "reference --quantize", "ref s", "ref peak GiB", "ref MiB", f"ours s (jobs {ours_runs[0][0]})", "ours MiB"],
         rows,
     )
     reference_seconds = sum(r.seconds for r in references)
@@ -281,12 +303,24 @@ def report(
     summary: dict[str, Any] = {
         "checkpoint": args.checkpoint,
         "variants": [variant_label(p) for p in planned],
+        "jobs": ours_runs[0][0],
         "ours_seconds": ours.seconds,
         "ours_peak_tree_rss_bytes": ours.peak_tree_rss_bytes,
         "reference_seconds": reference_seconds or None,
         "reference_peak_tree_rss_bytes": reference_peak or None,
         "time_ratio_ours_over_reference": ratio(ours.seconds, reference_seconds),
         "ours_per_variant": table,
+        "ours_runs": [
+            {
+                "jobs": jobs,
+                "seconds": run.seconds,
+                "peak_tree_rss_bytes": run.peak_tree_rss_bytes,
+                "time_ratio_ours_over_reference": ratio(run.seconds, reference_seconds),
+                "per_variant": rows,
+            }
+            for jobs, run, rows in ours_runs
+        ],
+        "load_average_after": os.getloadavg(),
         "reference_per_variant": [
             {
                 "variant": r.label,
@@ -312,12 +346,15 @@ def report(
                 reference_peak / GIB or None,
                 None,
             ],
-            [
-                "ours (sdk-build matrix)",
-                ours.seconds,
-                ours.peak_tree_rss_bytes / GIB,
-                summary["time_ratio_ours_over_reference"],
-            ],
+            *(
+                [
+                    f"ours (sdk-build matrix --jobs {jobs})",
+                    run.seconds,
+                    run.peak_tree_rss_bytes / GIB,
+                    ratio(run.seconds, reference_seconds),
+                ]
+                for jobs, run, _ in ours_runs
+            ),
         ],
     )
     name = f"build_cost_{MODEL_SIZE[checkpoint.model]}"
