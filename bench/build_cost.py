@@ -118,6 +118,14 @@ def export_only_cache(shared: Path, fresh: Path) -> Path:
     return fresh
 
 
+def failure_summary(message: str) -> str:
+    """The first line of a failed command's report plus its last output line; exit -9 is named for what it usually is."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    head = lines[0] if lines else message
+    hint = " (killed by signal 9: out of memory?)" if " exited -9" in head else ""
+    return f"{head[-200:]}{hint}: {lines[-1][-300:] if len(lines) > 1 else ''}"
+
+
 def run_reference(checkpoint: Checkpoint, planned: PlannedVariant, work: Path) -> ReferenceRow:
     spec = planned.spec
     quantize, same = REFERENCE_QUANTIZE[spec.recipe]
@@ -272,10 +280,17 @@ def report(
     ours_rows = {variant_label(p): by_file[bundle_filename(checkpoint, p.spec, BundleFormat.TASK)] for p in planned}
     ours_bytes = {label: row["bytes"] for label, row in ours_rows.items()}
     references: list[ReferenceRow] = []
+    reference_failures: dict[str, str] = {}
     if not args.skip_reference:
         for index, variant in enumerate(planned, 1):
             print(f"reference {index}/{len(planned)}: {variant_label(variant)}", flush=True)
-            references.append(run_reference(checkpoint, variant, work))
+            try:
+                references.append(run_reference(checkpoint, variant, work))
+            except RuntimeError as exc:  # one failed conversion (e.g. killed for memory) must not lose the others
+                reference_failures[variant_label(variant)] = failure_summary(str(exc))
+                print(f"  FAILED: {reference_failures[variant_label(variant)]}", flush=True)
+                shutil.rmtree(work / "reference" / variant_label(variant), ignore_errors=True)
+                continue
             row = references[-1]
             print(f"  {row.seconds:.0f} s, peak {row.peak / GIB:.1f} GiB, {row.task_bytes / MIB:.1f} MiB", flush=True)
     rows = []
@@ -295,10 +310,19 @@ def report(
         )
     print_table(
         f"Build cost per variant ({args.checkpoint})",
-        ["variant", "reference --quantize", "ref s", "ref peak GiB", "ref MiB", f"ours s (jobs {ours_runs[0][0]})", "ours MiB"],
+        [
+            "variant",
+            "reference --quantize",
+            "ref s",
+            "ref peak GiB",
+            "ref MiB",
+            f"ours s (jobs {ours_runs[0][0]})",
+            "ours MiB",
+        ],
         rows,
     )
-    reference_seconds = sum(r.seconds for r in references)
+    # A ratio over part of the variants would flatter one side: without every reference row there is none.
+    reference_seconds = 0.0 if reference_failures else sum(r.seconds for r in references)
     reference_peak = max((r.peak for r in references), default=0)
     summary: dict[str, Any] = {
         "checkpoint": args.checkpoint,
@@ -321,6 +345,7 @@ def report(
             for jobs, run, rows in ours_runs
         ],
         "load_average_after": os.getloadavg(),
+        "reference_failures": reference_failures,
         "reference_per_variant": [
             {
                 "variant": r.label,
@@ -357,6 +382,8 @@ def report(
             ),
         ],
     )
+    for label, failure in reference_failures.items():
+        print(f"reference {label} failed, so no ratio: {failure}")
     name = f"build_cost_{MODEL_SIZE[checkpoint.model]}"
     print(f"wrote {write_results(name, summary)}")
     return 0
