@@ -17,7 +17,11 @@ def test_matrix_toml_round_trips_the_selected_variants(tmp_path: Path) -> None:
     """Ours must build exactly what the reference route builds: same recipes, ekv, prefill sets, names, targets."""
     planned = load_matrix(DEFAULT_MATRIX).plan(None)
     chosen = select_variants(planned, ["dynamic_int8@4096", "gemma3-1b-it-int4-web", "int4_qat@2048"])
-    assert sorted(variant_label(p) for p in chosen) == ["dynamic_int8@ekv4096", "gemma3-1b-it-int4", "gemma3-1b-it-int4-web"]
+    assert sorted(variant_label(p) for p in chosen) == [
+        "dynamic_int8@ekv4096",
+        "gemma3-1b-it-int4",
+        "gemma3-1b-it-int4-web",
+    ]
     path = tmp_path / "matrix.toml"
     path.write_text(matrix_toml("random:gemma3-1b-it", chosen))
     again = load_matrix(path).plan(None)
