@@ -24,7 +24,7 @@ from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bu
 from sdk_build.errors import BuildError
 from sdk_build.export import ExportOptions, float_export_path
 from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
-from sdk_build.memory import own_peak_rss_bytes
+from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
 from sdk_build.naming import bundle_filename, bundle_stem
 from sdk_build.progress import console, status
 from sdk_build.quantize import build_recipe, quantize_tflite
@@ -164,6 +164,7 @@ def build(
             update_manifest(output_dir, entry)
             entries.append(entry)
             console.print(f"[green]built[/] {name} ({entry.bytes / 2**20:.1f} MiB)")
+    release_freed_memory()  # the quantizer's buffers, before a matrix starts its next float export
     if not entries:
         raise BuildError("nothing was built")
     return BuildOutcome(entries, skipped=False, seconds=time.monotonic() - started)
