@@ -71,6 +71,10 @@ class ReferenceRow:
     def peak(self) -> int:
         return max(self.convert.peak_tree_rss_bytes, self.bundle.peak_tree_rss_bytes)
 
+    @property
+    def peak_pss(self) -> int:
+        return max(self.convert.peak_tree_pss_bytes, self.bundle.peak_tree_pss_bytes)
+
 
 def variant_label(planned: PlannedVariant) -> str:
     spec = planned.spec
@@ -271,7 +275,8 @@ def report(
         ours, table = run_ours(args.checkpoint, planned, work, cache, jobs)
         ours_runs.append((jobs, ours, table))
         print(
-            f"ours (sdk-build matrix --jobs {jobs}): {ours.seconds:.0f} s, peak {ours.peak_tree_rss_bytes / GIB:.1f} GiB",
+            f"ours (sdk-build matrix --jobs {jobs}): {ours.seconds:.0f} s, peak {ours.peak_tree_rss_bytes / GIB:.1f} GiB "
+            f"(PSS {ours.peak_tree_pss_bytes / GIB:.1f} GiB)",
             flush=True,
         )
     _, ours, table = ours_runs[0]
@@ -292,7 +297,11 @@ def report(
                 shutil.rmtree(work / "reference" / variant_label(variant), ignore_errors=True)
                 continue
             row = references[-1]
-            print(f"  {row.seconds:.0f} s, peak {row.peak / GIB:.1f} GiB, {row.task_bytes / MIB:.1f} MiB", flush=True)
+            print(
+                f"  {row.seconds:.0f} s, peak {row.peak / GIB:.1f} GiB (PSS {row.peak_pss / GIB:.1f}), "
+                f"{row.task_bytes / MIB:.1f} MiB",
+                flush=True,
+            )
     rows = []
     for variant in planned:
         ours_row = ours_rows[variant_label(variant)]
@@ -330,6 +339,7 @@ def report(
         "jobs": ours_runs[0][0],
         "ours_seconds": ours.seconds,
         "ours_peak_tree_rss_bytes": ours.peak_tree_rss_bytes,
+        "ours_peak_tree_pss_bytes": ours.peak_tree_pss_bytes,
         "reference_seconds": reference_seconds or None,
         "reference_peak_tree_rss_bytes": reference_peak or None,
         "time_ratio_ours_over_reference": ratio(ours.seconds, reference_seconds),
@@ -339,6 +349,7 @@ def report(
                 "jobs": jobs,
                 "seconds": run.seconds,
                 "peak_tree_rss_bytes": run.peak_tree_rss_bytes,
+                "peak_tree_pss_bytes": run.peak_tree_pss_bytes,
                 "time_ratio_ours_over_reference": ratio(run.seconds, reference_seconds),
                 "per_variant": rows,
             }
@@ -355,6 +366,7 @@ def report(
                 "convert_seconds": r.convert.seconds,
                 "bundle_seconds": r.bundle.seconds,
                 "peak_tree_rss_bytes": r.peak,
+                "peak_tree_pss_bytes": r.peak_pss,
                 "task_bytes": r.task_bytes,
                 "ours_task_bytes": ours_bytes.get(r.label),
             }

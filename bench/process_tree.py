@@ -3,6 +3,11 @@
 `getrusage(RUSAGE_CHILDREN)` only reports the largest single descendant, which under-counts a build whose parent
 holds a model while a child process exports it. Sampling /proc every few hundred milliseconds sums the tree, which
 is what decides whether a build fits in a machine's RAM.
+
+Two sums are kept. RSS summed over processes counts a page mapped by several of them (the shared libraries of
+TensorFlow, LiteRT and torch, loaded by a parent and by its export child) once per process, so it over-states a tree
+of several processes against a single process; PSS (proportional set size, /proc/PID/smaps_rollup) splits each shared
+page between the processes mapping it, so its sum is what the tree really occupies.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class MeasuredRun:
     peak_tree_rss_bytes: int
     returncode: int
     output_tail: str
+    peak_tree_pss_bytes: int = 0
 
     def check(self) -> MeasuredRun:
         """Raise with the command's last output lines when it failed: a failed side must not yield a ratio."""
@@ -44,9 +50,25 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+def _pss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def tree_rss_bytes(root: int) -> int:
     """Resident bytes of `root` and all its descendants right now."""
     return sum(_rss_bytes(pid) for pid in tree_pids(root))
+
+
+def tree_rss_and_pss_bytes(root: int) -> tuple[int, int]:
+    """(summed RSS, summed PSS) of `root` and all its descendants right now."""
+    pids = list(tree_pids(root))
+    return sum(_rss_bytes(pid) for pid in pids), sum(_pss_bytes(pid) for pid in pids)
 
 
 def run_measured(
@@ -56,13 +78,14 @@ def run_measured(
     started = time.monotonic()
     sink = open(log, "wb") if log else subprocess.PIPE  # noqa: SIM115 - closed below
     process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
-    peak = 0
+    peak = peak_pss = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not stop.is_set():
-            peak = max(peak, tree_rss_bytes(process.pid))
+            rss, pss = tree_rss_and_pss_bytes(process.pid)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             stop.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -75,4 +98,4 @@ def run_measured(
         sink.close()  # type: ignore[union-attr]
         output = Path(log).read_bytes()
     tail = (output or b"").decode(errors="replace")[-3000:]
-    return MeasuredRun(tuple(command), seconds, peak, process.returncode, tail)
+    return MeasuredRun(tuple(command), seconds, peak, process.returncode, tail, peak_tree_pss_bytes=peak_pss)

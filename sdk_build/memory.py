@@ -35,11 +35,11 @@ def rss_bytes() -> int:
 def release_freed_memory() -> int:
     """Give the memory this process has freed back to the OS; returns how much RSS dropped (bytes, >= 0).
 
-    Why: a matrix build quantizes in this process (a 1B model: ~5 GB of flatbuffer objects and numpy buffers) and then
-    starts the next float export (~15 GB) in a child. glibc keeps freed heap memory mapped, and after the first large
-    free it raises its mmap threshold, so later buffers come from the heap too. In the 1B matrix the whole process tree
-    peaked at 16.5 GiB while the export child alone peaked at 14.5 GiB: the parent held about 2 GiB it no longer used.
-    `malloc_trim(0)` returns free pages in every arena. A no-op where the C library has no malloc_trim (musl, macOS).
+    Why: a matrix build quantizes in this process and then starts the next float export (1B: ~15 GB) in a child, so
+    whatever this process keeps after quantizing sits beside the export. glibc keeps freed heap memory mapped, and
+    after a large free it raises its mmap threshold, so later buffers come from the heap too: quantizing the real
+    270M to int8 left 186 MiB more resident than before it began, of which `malloc_trim(0)` gave back 158 MiB
+    (peak during the quantization: 1.9 GiB). A no-op where the C library has no malloc_trim (musl, macOS).
     """
     import ctypes
     import ctypes.util
