@@ -38,8 +38,8 @@ def release_freed_memory() -> int:
     Why: a matrix build quantizes in this process and then starts the next float export (1B: ~15 GB) in a child, so
     whatever this process keeps after quantizing sits beside the export. glibc keeps freed heap memory mapped, and
     after a large free it raises its mmap threshold, so later buffers come from the heap too: quantizing the real
-    270M to int8 left 186 MiB more resident than before it began, of which `malloc_trim(0)` gave back 158 MiB
-    (peak during the quantization: 1.9 GiB). A no-op where the C library has no malloc_trim (musl, macOS).
+    270M to int8 left 178 MiB more resident than before it began, of which `malloc_trim(0)` gave back 156 MiB
+    (peak 1.9 GiB; `python -m bench.quantizer_memory`). A no-op where the C library has no malloc_trim (musl, macOS).
     """
     import ctypes
     import ctypes.util
