@@ -36,7 +36,7 @@ from typing import Any
 
 from bench.common import median, print_table, ratio, write_results
 from bench.litert_lm_session import LoraInput, prompt_of, session_sample
-from bench.quiet import wait_until_quiet
+from bench.quiet import add_quiet_arguments, wait_until_quiet
 from bench.tflite_graph import structure_digest
 
 MODES = ("base", "fused", "runtime")
@@ -186,13 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decode", type=int, default=128, help="decode tokens per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--max-busy",
-        type=float,
-        default=0.3,
-        help="wait before each run until other work uses at most this many cores (bench.quiet)",
-    )
-    parser.add_argument("--quiet-wait", type=float, default=120.0, help="longest such wait per run, in seconds")
+    add_quiet_arguments(parser)
     parser.add_argument("--bundles", type=Path, default=Path("bundles/lora_overhead"))
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--results-dir", type=Path, default=Path("reports/bench"))

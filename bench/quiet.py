@@ -9,6 +9,7 @@ the other load is below a threshold, and the load seen is recorded next to the f
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -44,3 +45,16 @@ def wait_until_quiet(max_busy_cores: float, timeout_s: float, interval_s: float 
     while busy > max_busy_cores and time.monotonic() - started < timeout_s:
         busy = busy_cores(interval_s)
     return busy, time.monotonic() - started
+
+
+def add_quiet_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--max-busy` and `--quiet-wait`, the same in every timed benchmark (read by `wait_until_quiet`)."""
+    parser.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.3,
+        help="before each timed run, wait until other work uses at most this many cores (default 0.3)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=120.0, help="longest wait for that, in seconds, per run (default 120)"
+    )

@@ -30,7 +30,7 @@ from bench.fidelity import Agreement, build_reference, bundle_agreement, gguf_ag
 from bench.fidelity_cache import FidelityCache
 from bench.llama_bench import run_llama_bench
 from bench.llama_cpp_build import LlamaCppBuild, LlamaCppError, ensure_llama_cpp
-from bench.quiet import wait_until_quiet
+from bench.quiet import add_quiet_arguments, wait_until_quiet
 from bench.vs_llama_cpp_inputs import InputError, ensure_bundle, ensure_ggufs
 from bench.vs_llama_cpp_plan import Candidate, ModelPlan, PlanError, fidelity_peer, load_plan, select_models
 from device_tests.errors import LabError
@@ -94,15 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=32,
         help="reference tokens per prompt for top-1 agreement (default 32: 128 positions; 0: skip)",
     )
-    parser.add_argument(
-        "--max-busy",
-        type=float,
-        default=0.3,
-        help="before each timed run, wait until other work uses at most this many cores (default 0.3)",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=120.0, help="longest wait for that, in seconds, per run (default 120)"
-    )
+    add_quiet_arguments(parser)
     parser.add_argument("--plan", type=Path, default=None, help="plan TOML (default bench/vs_llama_cpp.toml)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     args = parser.parse_args(argv)
