@@ -60,11 +60,6 @@ def _pss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident bytes of `root` and all its descendants right now."""
-    return sum(_rss_bytes(pid) for pid in tree_pids(root))
-
-
 def tree_rss_and_pss_bytes(root: int) -> tuple[int, int]:
     """(summed RSS, summed PSS) of `root` and all its descendants right now."""
     pids = list(tree_pids(root))
