@@ -8,7 +8,8 @@
     nox -s lab_web         device lab in Chromium through the demo page (F32; F16 marked unsupported here)
     nox -s lab_android     device lab on a phone: -- --serial SERIAL [--binary litert_lm_main]
     nox -s web_screenshot  screenshot of the demo page answering with the first bundle in bundles/
-    nox -s bench           side-by-side benchmarks: llama.cpp, nginx, LoRA overhead, web export settings
+    nox -s bench           side-by-side benchmarks: llama.cpp, nginx, LoRA overhead, web export settings,
+                           litert-torch's default vs lightweight conversion
     nox -s bench_build_cost  litert-torch's reference route vs `sdk-build matrix` (build time, peak RSS)
     nox -s first_demo      time from a fresh clone to the first answer in the demo page
 """
@@ -106,9 +107,11 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks (bench/; tables printed, JSON in reports/bench/). Long; never part of CI.
 
     Runs llama.cpp vs our bundles (270M and 1B shape), our server vs nginx (needs `apt-get install nginx`), the
-    LoRA overhead (base vs fused vs runtime) and the web export settings. `-- NAME` runs just one of them.
+    LoRA overhead (base vs fused vs runtime), the web export settings and litert-torch's default vs lightweight
+    conversion (270M). `-- NAME` runs just one of them.
     """
-    chosen = set(session.posargs) or {"vs_llama_cpp", "serving", "lora_overhead", "web_export_settings"}
+    chosen = set(session.posargs) or {"vs_llama_cpp", "serving", "lora_overhead", "web_export_settings",
+                                      "export_conversion"}
     if "vs_llama_cpp" in chosen:
         bench_script(session, "vs_llama_cpp", "--models", "270m,1b", "--runs", "3")
     if "serving" in chosen:
@@ -117,6 +120,8 @@ def bench(session: nox.Session) -> None:
         bench_script(session, "lora_overhead")
     if "web_export_settings" in chosen:
         bench_script(session, "web_export_settings", "--runs", "2")
+    if "export_conversion" in chosen:
+        bench_script(session, "export_conversion")
 
 
 @nox.session
@@ -124,7 +129,7 @@ def bench_build_cost(session: nox.Session) -> None:
     """litert-torch's reference route vs `sdk-build matrix` on every matrix variant (270M: ~1 h on 2 cores).
 
     `-- --checkpoint random:gemma3-1b-it` times the 1B set instead (the reference route peaks at 21.5 GB: needs a
-    machine with 24 GB free and about 1.5 h).
+    machine with 24 GB free and about 1.5 h; `-- ... --skip-reference` times ours alone, about 20 min).
     """
     bench_script(session, "build_cost", *(session.posargs or ["--checkpoint", "embedded:gemma3-270m"]))
 

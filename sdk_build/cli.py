@@ -198,7 +198,8 @@ def run_build_defaults(args: argparse.Namespace) -> int:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
-    from sdk_build.matrix import load_matrix, run_matrix as build_matrix
+    from sdk_build.matrix import load_matrix
+    from sdk_build.matrix import run_matrix as build_matrix
     from sdk_build.spec import Target
 
     matrix = load_matrix(args.matrix)
@@ -208,12 +209,15 @@ def run_matrix(args: argparse.Namespace) -> int:
         allow_custom_shape=args.allow_custom_shape, lora=_lora_spec(args),
     )
     rows = []
-    print(f"{'file':62} {'MiB':>9} {'seconds':>8} {'peak GB':>8}  targets")
+    print(f"{'file':62} {'MiB':>9} {'published':>9} {'diff':>7} {'seconds':>8} {'peak GB':>8}  targets")
     for outcome in outcomes:
         for file, size in zip(outcome.files, outcome.bytes) or [("(failed)", 0)]:
-            print(f"{file:62} {size / 2**20:9.1f} {outcome.seconds:8.1f} {outcome.peak_rss_bytes / 1e9:8.1f}  "
+            difference = matrix.size_difference(file, size)
+            published = f"{matrix.published_mib[file]:9.0f} {difference:+7.2%}" if difference is not None else f"{'-':>9} {'-':>7}"
+            print(f"{file:62} {size / 2**20:9.1f} {published} {outcome.seconds:8.1f} {outcome.peak_rss_bytes / 1e9:8.1f}  "
                   f"{','.join(t.value for t in outcome.planned.targets)}{'  (up to date)' if outcome.skipped else ''}")
-            rows.append({"file": file, "bytes": size, "seconds": round(outcome.seconds, 1),
+            rows.append({"file": file, "bytes": size, "published_mib": matrix.published_mib.get(file),
+                         "size_difference": difference, "seconds": round(outcome.seconds, 1),
                          "peak_rss_bytes": outcome.peak_rss_bytes, "skipped": outcome.skipped,
                          "targets": [t.value for t in outcome.planned.targets], "error": outcome.error})
         if outcome.error:

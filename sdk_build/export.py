@@ -1,7 +1,7 @@
 """Stage 2a: export the float (fp32) multi-signature `.tflite` with litert-torch, once per (ekv, prefill set).
 
-Exporting is the expensive step (1B: 5.5 min, 14.8 GB peak RSS); quantizing the float file afterwards takes
-seconds. So every recipe of a (checkpoint, ekv, prefill lengths) shares one cached float export.
+Exporting is the expensive step (1B: about 8 min on 2 cores); quantizing the float file afterwards takes seconds.
+So every recipe of a (checkpoint, ekv, prefill lengths) shares one cached float export.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdk_build.architecture import ModelShape
-from sdk_build.errors import BuildError, SpecError
 from sdk_build.bundle_set import read_toml, variant_from_table
+from sdk_build.errors import BuildError, SpecError
 from sdk_build.spec import Target, VariantSpec, parse_enum
 
 if TYPE_CHECKING:
@@ -35,6 +35,13 @@ class Matrix:
     checkpoint: str
     targets: dict[Target, tuple[VariantSpec, ...]]
     descriptions: dict[Target, str]
+    published_mib: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Sizes of the files the matrix reproduces, as their publisher lists them (by output file name)."""
+
+    def size_difference(self, file: str, size_bytes: int) -> float | None:
+        """(built - published) / published for a file with a published size, else None."""
+        published = self.published_mib.get(file)
+        return None if not published else size_bytes / 2**20 / published - 1
 
     def plan(self, only: tuple[Target, ...] | None = None) -> list[PlannedVariant]:
         """Unique variants (first target decides the spec's target), in file order."""
@@ -67,13 +74,24 @@ def load_matrix(path: Path | None = None) -> Matrix:
         descriptions[target] = table.get("description", "")  # type: ignore[index]
     if not targets:
         raise SpecError(f"{path} defines no [targets.*] tables")
-    return Matrix(data.get("checkpoint", "embedded:gemma3-270m"), targets, descriptions)  # type: ignore[arg-type]
+    published = data.get("published_mib") or {}
+    if not isinstance(published, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in published.values()
+    ):
+        raise SpecError(f"{path}: [published_mib] must map output file names to sizes in MiB (positive numbers)")
+    return Matrix(data.get("checkpoint", "embedded:gemma3-270m"), targets, descriptions,  # type: ignore[arg-type]
+                  {str(k): float(v) for k, v in published.items()})
 
 
-def estimated_export_bytes(shape: ModelShape, prefill_count: int) -> int:
-    """Peak RSS of one float export. Calibrated on this machine: 1B with 4 prefill signatures peaked at 14.8 GB
-    (3.7x its fp32 weights); 270M with 3 at 6.4 GB. Each signature adds about a quarter of the weights."""
+def estimated_export_bytes(shape: ModelShape, prefill_count: int, lightweight_conversion: bool = True) -> int:
+    """Peak RSS of one float export, with a margin. Calibrated on this machine (`python -m bench.export_conversion`):
+    - lightweight conversion (the default): 1B, 4 prefill signatures: 5.8 GB; 270M, 2 signatures: 4.3 GB. About
+      4 GB of libraries and graph plus 0.6x the fp32 weights; the signature count hardly matters;
+    - litert-torch's default conversion: 1B with 4 signatures 14.8-15.6 GB (3.7x its fp32 weights), 270M with 3
+      at 6.4 GB; each signature adds about a quarter of the weights."""
     weights = shape.parameter_count * 4
+    if lightweight_conversion:
+        return int(4e9 + 0.6 * weights)
     return int(weights * (2.7 + 0.25 * prefill_count))
 
 
