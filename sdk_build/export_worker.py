@@ -1,6 +1,6 @@
 """Child-process entry point for the float export: `python -m sdk_build.export_worker REQUEST.json`.
 
-The export is run in its own process so that the 5-15 GB litert-torch holds while converting is returned to
+The export is run in its own process so that the 4-6 GB litert-torch holds while converting is returned to
 the OS when it ends (the parent goes on quantizing and bundling), and so that its peak RSS can be measured
 per variant. It writes its peak RSS to the request's `result` path.
 """

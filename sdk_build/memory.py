@@ -35,7 +35,7 @@ def rss_bytes() -> int:
 def release_freed_memory() -> int:
     """Give the memory this process has freed back to the OS; returns how much RSS dropped (bytes, >= 0).
 
-    Why: a matrix build quantizes in this process and then starts the next float export (1B: ~15 GB) in a child, so
+    Why: a matrix build quantizes in this process and then starts the next float export (1B: ~6 GB) in a child, so
     whatever this process keeps after quantizing sits beside the export. glibc keeps freed heap memory mapped, and
     after a large free it raises its mmap threshold, so later buffers come from the heap too: quantizing the real
     270M to int8 left 178 MiB more resident than before it began, of which `malloc_trim(0)` gave back 156 MiB

@@ -1,7 +1,7 @@
 """`build()`: checkpoint reference + variant spec -> bundles in an output folder, recorded in its manifest.
 
 Stages: resolve the checkpoint, export the float `.tflite` (cached per checkpoint/ekv/prefill set, in a child
-process so its ~15 GB for 1B is returned to the OS and measured), quantize per recipe, bundle per format,
+process so its ~6 GB for 1B is returned to the OS and measured), quantize per recipe, bundle per format,
 hash, and record in `manifest.json`. A bundle whose manifest entry has the same spec fingerprint and whose
 file is whole is not rebuilt.
 """
