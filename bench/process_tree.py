@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.children import tree_pids
+from sdk_build.memory import proc_kib_field_bytes
 
 SAMPLE_SECONDS = 0.25
 
@@ -29,9 +30,9 @@ class MeasuredRun:
     command: tuple[str, ...]
     seconds: float
     peak_tree_rss_bytes: int
+    peak_tree_pss_bytes: int
     returncode: int
     output_tail: str
-    peak_tree_pss_bytes: int = 0
 
     def check(self) -> MeasuredRun:
         """Raise with the command's last output lines when it failed: a failed side must not yield a ratio."""
@@ -40,30 +41,12 @@ class MeasuredRun:
         return self
 
 
-def _rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def tree_rss_and_pss_bytes(root: int) -> tuple[int, int]:
-    """(summed RSS, summed PSS) of `root` and all its descendants right now."""
+    """(summed RSS, summed PSS) of `root` and all its descendants right now (a process gone meanwhile counts 0)."""
     pids = list(tree_pids(root))
-    return sum(_rss_bytes(pid) for pid in pids), sum(_pss_bytes(pid) for pid in pids)
+    rss = sum(proc_kib_field_bytes(f"/proc/{pid}/status", "VmRSS") or 0 for pid in pids)
+    pss = sum(proc_kib_field_bytes(f"/proc/{pid}/smaps_rollup", "Pss") or 0 for pid in pids)
+    return rss, pss
 
 
 def run_measured(
@@ -93,4 +76,4 @@ def run_measured(
         sink.close()  # type: ignore[union-attr]
         output = Path(log).read_bytes()
     tail = (output or b"").decode(errors="replace")[-3000:]
-    return MeasuredRun(tuple(command), seconds, peak, process.returncode, tail, peak_tree_pss_bytes=peak_pss)
+    return MeasuredRun(tuple(command), seconds, peak, peak_pss, process.returncode, tail)

@@ -17,13 +17,25 @@ def own_peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def proc_kib_field_bytes(path: str, field: str) -> int | None:
+    """The `FIELD:  N kB` line of a /proc file (meminfo, PID/status, PID/smaps_rollup) in bytes; None when the file
+    or the field is missing (a process that has just exited, a kernel without it)."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def available_bytes() -> int:
     """MemAvailable from /proc/meminfo: what new work can use without swapping or OOM."""
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
+    available = proc_kib_field_bytes("/proc/meminfo", "MemAvailable")
+    if available is None:
+        raise RuntimeError("no MemAvailable in /proc/meminfo")
+    return available
 
 
 def rss_bytes() -> int:

@@ -25,3 +25,13 @@ def test_freed_heap_memory_goes_back_to_the_os() -> None:
     released = release_freed_memory()
     assert released > 128 * MIB, f"RSS {holding / MIB:.0f} MiB before, only {released / MIB:.0f} MiB released"
     assert rss_bytes() < holding - 128 * MIB
+
+
+def test_proc_fields_are_read_in_bytes_and_missing_ones_are_none(tmp_path) -> None:
+    from sdk_build.memory import available_bytes, proc_kib_field_bytes
+
+    own_rss = proc_kib_field_bytes("/proc/self/status", "VmRSS")
+    assert own_rss is not None and abs(own_rss - rss_bytes()) < 64 * MIB  # the same resident set, read two ways
+    assert 0 < available_bytes() < proc_kib_field_bytes("/proc/meminfo", "MemTotal")  # type: ignore[operator]
+    assert proc_kib_field_bytes("/proc/self/status", "NoSuchField") is None
+    assert proc_kib_field_bytes(str(tmp_path / "gone"), "VmRSS") is None  # a process that has exited
