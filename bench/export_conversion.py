@@ -71,14 +71,10 @@ def summarize(path: Path) -> GraphSummary:
         subgraphs=len(graphs),
         operators=sum(len(g.operators or []) for g in graphs),
         tensors=sum(len(g.tensors or []) for g in graphs),
-        buffer_bytes=sum(len(b.data) for b in model.buffers or [] if b.data is not None) + _external_bytes(model),
+        # inline data, or (files over 2 GB) the offset/size of data stored after the flatbuffer
+        buffer_bytes=sum(len(b.data) if b.data is not None else int(b.size or 0) for b in model.buffers or []),
         tensor_names=tuple(t.name or b"" for g in graphs for t in g.tensors or []),
     )
-
-
-def _external_bytes(model: Any) -> int:
-    """Bytes of buffers stored after the flatbuffer (offset/size), as files over 2 GB keep them."""
-    return sum(int(b.size or 0) for b in model.buffers or [] if b.data is None)
 
 
 def prefill_then_decode_logits(path: Path, seed: int = 0) -> Any:
