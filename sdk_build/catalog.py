@@ -74,6 +74,22 @@ WEB_PRECISION = {
 RUNTIMES = {"task": ["mediapipe-llm-inference", "litert-lm"], "litertlm": ["litert-lm"]}
 
 
+def _gpu_needs(entry: BundleEntry) -> dict[str, Any]:
+    """What a GPU runtime must offer (`precision.gpu`), from what the build recorded: the largest single buffer
+    (compare with WebGPU's `maxStorageBufferBindingSize`), the layout's limit, and whether the model was made safe
+    for F16 (`sdk_build/gpu/f16.py`). Absent for bundles built before these were recorded."""
+    extra = entry.extra or {}
+    largest = extra.get("largest_tensors") or []
+    if not largest:
+        return {}
+    return {"gpu": {
+        "max_buffer_bytes": max(int(t["bytes"]) for t in largest),
+        "buffer_limit": extra.get("gpu_buffer_limit"),
+        "f16_safe": "residual_scale" in extra,
+        "residual_scale": extra.get("residual_scale"),
+    }}
+
+
 def is_plain_file_name(name: str) -> bool:
     """A bare file name: what a catalog may ask a client to write (no folders, no `..`, not hidden, no NUL)."""
     return bool(name) and not name.startswith(".") and not any(sep in name for sep in ("/", "\\", "\x00"))
@@ -159,6 +175,7 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
             "activations": "float32",
             "kv_cache": KV_CACHE_DTYPE,
             "web": dict(WEB_PRECISION) if Target.WEB_GPU.value in targets else None,
+            **_gpu_needs(entry),
         },
         "memory": memory.to_dict(),
         "chat": {
