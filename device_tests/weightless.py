@@ -178,6 +178,10 @@ def pack(bundles: list[Path], out_dir: Path, seed: int = 0) -> list[dict]:
             archive.write(stream.compress(bytes(outside)))
             sha = regenerate(bytes(outside), regions, len(data), seed, out_dir / "regenerated" / bundle.name)
             record = entry.to_dict()
+            if not record.get("extra", {}).get("largest_tensors"):  # what the lab host checks against its GPU
+                from sdk_build.gpu.buffers import largest_tensors
+
+                record.setdefault("extra", {})["largest_tensors"] = [t.to_dict() for t in largest_tensors(bundle, 3)]
             record.update(sha256=sha, extra={**record.get("extra", {}), "weightless": {
                 "built_sha256": entry.sha256, "seed": seed,
                 "note": "weight values, scales and zero points regenerated from a seed; structure as built"}})
