@@ -20,6 +20,7 @@ from pathlib import Path
 from sdk_build.errors import VerifyError
 from sdk_build.manifest import load_manifest
 from sdk_build.sources import resolve_checkpoint
+from sdk_build.sources.provenance import reference_description
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
@@ -51,6 +52,8 @@ class VerifyReport:
     new_tokens: int
     results: list[PromptResult]
     problems: list[str]
+    reference: str = ""
+    """What the fp32 reference was built from, e.g. "fp32 model from the dequantized Q4_K_M GGUF weights"."""
 
     @property
     def top1_agreement(self) -> float:
@@ -260,9 +263,11 @@ def verify_bundle(
     model = load_torch_model(checkpoint, mask_cache_size=cache_len)  # loaded once, for both passes
     engine = open_engine(bundle, ekv, threads)
     try:
-        return _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement)
+        report = _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement)
     finally:
         engine.close()
+    report.reference = reference_description(checkpoint.source)
+    return report
 
 
 def _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement) -> VerifyReport:
