@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sdk_build.atomic import check_free_space
+from sdk_build.atomic import _umask, check_free_space
 from sdk_build.progress import status
 
 
@@ -25,6 +25,7 @@ def materialized(target: Path, write: Callable[[Path], None], label: str, needed
     target.parent.mkdir(parents=True, exist_ok=True)
     check_free_space(target.parent, needed_bytes)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the cache is shared like the bundles
     try:
         with status(label):
             write(tmp)
