@@ -89,6 +89,8 @@ class GgufHeader:
     name: str
     instruction_tuned: bool
     source: SourceInfo
+    reader: Any = dataclasses.field(default=None, repr=False, compare=False)
+    """The open gguf-py reader, reused for the conversion (opening a Gemma GGUF parses 262k tokens)."""
 
 
 def _value(reader, key: str, default: Any = None) -> Any:
@@ -212,6 +214,7 @@ def read_header(path: Path) -> GgufHeader:
         name=path.stem,
         instruction_tuned=bool(_INSTRUCTION_TUNED.search(label)),
         source=SourceInfo("gguf", quantization, quantized, count_types(weight_types)),
+        reader=reader,
     )
 
 
@@ -242,21 +245,24 @@ def dequantized_tensors(reader, progress: Progress | None = None) -> Iterator[tu
 def materialize_gguf(
     header: GgufHeader, output_dir: Path, *, name_or_path: str | None = None, progress: Progress | None = None
 ) -> None:
-    """Write fp32 `model.safetensors`, `config.json` and `tokenizer.model` for the checked GGUF into `output_dir`."""
+    """Write fp32 `model.safetensors`, `config.json`, `tokenizer.model` and the provenance record for the checked GGUF
+    into `output_dir`."""
     import json
 
     import torch
     from safetensors.torch import save_file
 
     from sdk_build.sources.gguf_tokenizer import sentencepiece_from_gguf
+    from sdk_build.sources.provenance import write_record
 
-    reader = open_gguf(header.path)
+    reader = header.reader if header.reader is not None else open_gguf(header.path)
     tensors = {name: torch.from_numpy(values) for name, values in dequantized_tensors(reader, progress)}
     save_file(tensors, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
     del tensors
     sentencepiece_from_gguf(reader, output_dir / "tokenizer.model")
     config = header.shape.to_hf_config(_name_or_path=name_or_path or header.name)
     (output_dir / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    write_record(output_dir, header.source, header.instruction_tuned)
 
 
 def find_gguf(directory: Path) -> Path | None:

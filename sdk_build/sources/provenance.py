@@ -9,8 +9,10 @@ verification measures only the second: the reference is the dequantized source, 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 FLOAT_TYPES = frozenset({"F32", "F16", "BF16", "F64"})
 """Tensor types that are floating point, not quantized (GGUF's names; safetensors dtypes map onto them)."""
@@ -36,6 +38,32 @@ class SourceInfo:
     def manifest_fields(self) -> dict[str, str]:
         """The keys added to a manifest entry's `checkpoint` record."""
         return {"format": self.format, "quantization": self.quantization}
+
+
+RECORD_NAME = "source.json"
+"""Written beside a converted checkpoint: its provenance, so a later build need not open the source again (gguf-py
+takes tens of seconds to parse a Gemma GGUF's 262k-token vocabulary)."""
+
+
+def write_record(directory: Path, source: SourceInfo, instruction_tuned: bool) -> None:
+    from sdk_build.atomic import atomic_write_json
+
+    atomic_write_json(Path(directory) / RECORD_NAME,
+                      {**dataclasses.asdict(source), "instruction_tuned": instruction_tuned})
+
+
+def read_record(directory: Path) -> tuple[SourceInfo, bool] | None:
+    """(provenance, instruction-tuned) recorded in a converted checkpoint folder; None when there is none."""
+    path = Path(directory) / RECORD_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        source = SourceInfo(str(data["format"]), str(data["quantization"]), bool(data["quantized"]),
+                            tuple((str(t), int(n)) for t, n in data.get("tensor_types", ())))
+        return source, bool(data["instruction_tuned"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: the caller reads the source again and rewrites it
 
 
 SAFETENSORS_F32 = SourceInfo("safetensors", "F32", quantized=False)

@@ -7,6 +7,7 @@ dequantized once into the cache (`sdk_build.sources.materialize`) and read from 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from sdk_build.errors import SourceError
 from sdk_build.progress import track
 from sdk_build.sources.checkpoint import Checkpoint, default_cache_dir, fingerprint_files
 from sdk_build.sources.materialize import materialized
-from sdk_build.sources.provenance import RANDOM, SourceInfo, count_types
+from sdk_build.sources.provenance import RANDOM, SourceInfo, count_types, read_record, write_record
 
 DEFAULT_CHECKPOINT = "embedded:gemma3-270m"
 _RANDOM = re.compile(r"^random:(gemma3-(?:1b|270m))(-it)?(?:@(\d+))?$")
@@ -74,18 +75,27 @@ def _fp32_bytes(shape: ModelShape) -> int:
 
 
 def _gguf(ref: str, path: Path, cache: Path, allow_custom_shape: bool) -> Checkpoint:
-    """A GGUF file, dequantized once into the cache (checked from its header first)."""
-    from sdk_build.sources.checkpoint import _file_digest
+    """A GGUF file, checked from its header and dequantized once into the cache.
+
+    The cache entry is keyed by the file's path, size and modification time, not a hash of its bytes: hashing a
+    multi-GB file on every build costs more than the conversion check it would save. The checkpoint's fingerprint
+    is that of the converted files, as for any folder."""
     from sdk_build.sources.gguf_source import materialize_gguf, read_header
 
-    header = read_header(path)
-    identify(header.shape, allow_custom_shape=allow_custom_shape)
-    target = cache / "checkpoints" / _cache_name("gguf", path.stem, _file_digest(path))
-    materialized(target, lambda tmp: materialize_gguf(header, tmp, progress=track),
-                 f"unpacking {path.name} ({header.source.describe()} -> fp32 safetensors, tokenizer)",
-                 _fp32_bytes(header.shape))
-    return _from_directory(ref, target, allow_custom_shape, instruction_tuned=header.instruction_tuned,
-                           source=header.source)
+    stat = path.stat()
+    key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache / "checkpoints" / _cache_name("gguf", path.stem, key)
+    recorded = read_record(target) if (target / "config.json").is_file() else None
+    if recorded is None:
+        header = read_header(path)
+        identify(header.shape, allow_custom_shape=allow_custom_shape)
+        materialized(target, lambda tmp: materialize_gguf(header, tmp, progress=track),
+                     f"unpacking {path.name} ({header.source.describe()} -> fp32 safetensors, tokenizer)",
+                     _fp32_bytes(header.shape))
+        recorded = header.source, header.instruction_tuned
+        write_record(target, *recorded)  # also for a folder another build converted a moment ago
+    source, instruction_tuned = recorded
+    return _from_directory(ref, target, allow_custom_shape, instruction_tuned=instruction_tuned, source=source)
 
 
 def _mlx(ref: str, directory: Path, cache: Path, allow_custom_shape: bool) -> Checkpoint:
@@ -112,8 +122,11 @@ def _embedded(ref: str, cache: Path) -> Checkpoint:
     target = cache / "checkpoints" / f"embedded-{name}-{version}-v{_LOADER_VERSION}"
     materialized(target, lambda tmp: materialize_embedded(name, tmp), f"unpacking {ref} (GGUF -> fp32 safetensors, "
                  "tokenizer)", 2 * 2**30)
-    return _from_directory(ref, target, allow_custom_shape=False, instruction_tuned=False,
-                           source=embedded_header(name).source)
+    recorded = read_record(target)
+    if recorded is None:  # converted before provenance was recorded: read the header once and record it
+        recorded = embedded_header(name).source, False
+        write_record(target, *recorded)
+    return _from_directory(ref, target, allow_custom_shape=False, instruction_tuned=False, source=recorded[0])
 
 
 def _installed(name: str) -> bool:
