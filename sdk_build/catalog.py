@@ -112,8 +112,9 @@ def model_shape(entry: BundleEntry) -> ModelShape:
 
 
 def _public_checkpoint(ref: str) -> str:
-    """Reference names are public (embedded:, random:, hf:); a local folder is reduced to its name."""
-    if ref.split(":", 1)[0] in {"embedded", "random", "hf"}:
+    """Reference names are public (embedded:, random:, hf:, modelscope:); a local folder or file is reduced to its
+    name."""
+    if ref.split(":", 1)[0] in {"embedded", "random", "hf", "modelscope"}:
         return ref
     return "local:" + Path(ref).name
 
@@ -189,6 +190,7 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
         "source": {
             "checkpoint": _public_checkpoint(entry.checkpoint.get("ref", "")),
             "checkpoint_fingerprint": entry.checkpoint.get("fingerprint", ""),
+            **{f"checkpoint_{key}": entry.checkpoint[key] for key in ("format", "quantization") if key in entry.checkpoint},
             "created_utc": entry.created_utc,
             "tool_versions": dict(entry.tool_versions),
         },

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="build one variant (.task and/or .litertlm) into an output folder")
     build.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                       help="embedded:gemma3-270m (default), a local HF folder, hf:ORG/NAME[@REV], random:gemma3-1b")
+                       help="embedded:gemma3-270m (default), a local HF or MLX folder, FILE.gguf, hf:ORG/NAME[@REV], "
+                       "modelscope:ORG/NAME[@REV], random:gemma3-1b")
     build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe))
     build.add_argument("--ekv", type=_positive_int, required=True, help="KV cache size in tokens")
     build.add_argument("--prefill", type=_positive_int, action="append",
@@ -199,6 +200,8 @@ def _print_report(report) -> None:
         print(f"  reference: {result.reference_text!r}")
         print(f"  teacher-forced top-1 {result.forced_matches}/{result.forced_positions}; free-running "
               + (f"diverges at token {result.first_divergence}" if result.first_divergence is not None else "identical"))
+    if report.reference:
+        print(f"reference: {report.reference} ({report.checkpoint})")
     print(f"{report.bundle} [{where}]: top-1 agreement {report.top1_agreement:.1%} (teacher-forced, "
           f"{sum(r.forced_positions for r in report.results)} positions over {len(report.results)} prompts); "
           f"free-running {report.free_running_agreement:.1%}")

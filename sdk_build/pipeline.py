@@ -31,6 +31,7 @@ from sdk_build.naming import bundle_filename, bundle_stem
 from sdk_build.progress import console, status
 from sdk_build.quantize import build_recipe, embedding_storage, quantize_tflite
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
+from sdk_build.sources.provenance import warn_requantization_once
 from sdk_build.spec import BundleFormat, VariantSpec
 from sdk_build.versions import tool_versions
 
@@ -130,6 +131,7 @@ def build(
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
     export_options = export_options_for(variant, checkpoint, export_options)
+    warn_requantization_once(checkpoint, variant.recipe.value)
     manifest = load_manifest(output_dir)
     wanted = {
         fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options))
@@ -168,7 +170,8 @@ def build(
                 start_token=START_TOKEN,
                 stop_tokens=list(STOP_TOKENS),
                 prompt_template=template.to_dict(),
-                checkpoint={"ref": checkpoint.ref, "fingerprint": checkpoint.fingerprint},
+                checkpoint={"ref": checkpoint.ref, "fingerprint": checkpoint.fingerprint,
+                            **checkpoint.source.manifest_fields()},
                 spec_fingerprint=fingerprint,
                 tool_versions=tool_versions(),
                 build_seconds=round(time.monotonic() - started, 2),

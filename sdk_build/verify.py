@@ -22,6 +22,7 @@ from sdk_build.engine import open_engine as engine_open
 from sdk_build.errors import VerifyError
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.sources import resolve_checkpoint
+from sdk_build.sources.provenance import reference_description
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
@@ -62,6 +63,9 @@ class VerifyReport:
     @property
     def run_label(self) -> str:
         return "CPU" if self.backend == "cpu" else f"GPU {(self.precision or '').upper()}"
+
+    reference: str = ""
+    """What the fp32 reference was built from, e.g. "fp32 model from the dequantized Q4_K_M GGUF weights"."""
 
     @property
     def top1_agreement(self) -> float:
@@ -381,6 +385,7 @@ def verify_bundle_runs(
         report.backend, report.precision = config.backend, config.precision
         if config.backend == "gpu":
             report.adapter = {"device": adapters[config.key], "engine": engine_adapter}
+        report.reference = reference_description(checkpoint.source)
         reports.append(report)
     return reports
 
