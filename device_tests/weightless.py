@@ -5,9 +5,9 @@ random weights anyway (`random:gemma3-1b-it`). A lab host behind a thin link (a 
 per call) can still measure them if it gets everything but the weight values and regenerates those itself.
 
 `pack` replaces, in a copy of the bundle, every large numeric array of its model (weight buffers, and the
-per-channel scale and zero-point vectors of quantized tensors) with content a seed determines: weight and
-zero-point bytes from PCG64's raw stream (numpy guarantees that stream across versions), scales with one constant
-per tensor type (so dequantized weights stay in the range real ones have). That copy is a real bundle, with the
+per-channel scale vectors of quantized tensors) with content a seed determines: integer weight bytes from PCG64's
+raw stream (numpy guarantees that stream across versions), float buffers and scales with one constant per tensor
+type (so dequantized weights stay in the range real ones have; blockwise int4 scales are float16 buffers). That copy is a real bundle, with the
 same structure, buffer sizes and quantization layout byte for byte as the one built, which the lab can run here
 too. What is shipped: the bytes outside the PCG64 ranges (graph, tokenizer, constant scales), lzma-compressed, and
 the ranges. `unpack` rebuilds the copy, checks its sha256 and writes a manifest the lab reads.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 MIN_ARRAY_BYTES = 4096
 """Arrays smaller than this are kept as built (norm weights, biases, small constants)."""
-_INT8, _UINT8, _INT4, _FLOAT32, _INT64, _INT32 = 9, 3, 17, 0, 4, 2
+_INT8, _UINT8, _INT4, _FLOAT32, _FLOAT16, _INT64, _INT32 = 9, 3, 17, 0, 1, 4, 2
 _SCALE_BOUND = 0.05
 """Dequantized weights span about +-0.05, as Gemma-sized layers with N(0, 0.02) weights do."""
 
@@ -107,6 +107,8 @@ def regions_of(bundle: Path) -> list[Region]:
         kind = buffer_type.get(index)
         if kind == _FLOAT32:
             add(offset, size - size % 4, struct.pack("<f", 0.02).hex())
+        elif kind == _FLOAT16:  # blockwise quantization's per-block scales
+            add(offset, size - size % 2, struct.pack("<e", _SCALE_BOUND / 7).hex())
         elif kind in (_INT8, _UINT8, _INT4):
             add(offset, size, "random")
     return sorted(regions.values(), key=lambda r: r.offset)

@@ -155,6 +155,12 @@ def greedy_texts(engine: OpenedEngine | Any, prompts: list[str], max_tokens: int
     return results
 
 
+def greedy_failed(greedy: list[tuple[str, str]], expect_text: list[bool]) -> bool:
+    """An engine error, or nothing where the reference generates text: verification fails on the greedy pass
+    alone, so the (long) teacher-forced pass is not run."""
+    return any(error or (expected and not text) for (text, error), expected in zip(greedy, expect_text))
+
+
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
     """Open the engine a request names and run its prompts: greedy continuations, then one token per context.
 
@@ -177,7 +183,8 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(exc), "greedy": [], "forced": [], "adapter": None, "device": device}
     try:
         greedy = greedy_texts(engine, list(request["prompts"]), int(request["new_tokens"]))
-        forced = greedy_texts(engine, list(request["contexts"]), 1) if not any(e for _, e in greedy) else []
+        broken = greedy_failed(greedy, list(request.get("expect_text") or [False] * len(greedy)))
+        forced = greedy_texts(engine, list(request["contexts"]), 1) if not broken else []
     finally:
         engine.close()
     return {"error": "", "greedy": greedy, "forced": forced, "adapter": engine.adapter, "device": device}

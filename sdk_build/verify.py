@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_texts
+from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_failed, greedy_texts
 from sdk_build.engine import open_engine as engine_open
 from sdk_build.errors import VerifyError
 from sdk_build.manifest import BundleEntry, load_manifest
@@ -225,7 +225,8 @@ class ReferencePlan:
     """The reference's next token after each context."""
 
     def engine_request(self) -> dict[str, object]:
-        return {"prompts": self.prompts, "new_tokens": self.new_tokens, "contexts": self.contexts}
+        return {"prompts": self.prompts, "new_tokens": self.new_tokens, "contexts": self.contexts,
+                "expect_text": [bool(ids) for ids in self.reference]}
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -245,7 +246,8 @@ def reference_plan(model, tokenizer, prompts: Sequence[str], new_tokens: int, ca
 def run_plan(engine, plan: ReferencePlan) -> dict[str, list[tuple[str, str]]]:
     """The bundle side: greedy continuations, then (when they all worked) one token after each context."""
     greedy = bundle_greedy(engine, plan.prompts, plan.new_tokens)
-    forced = bundle_greedy(engine, plan.contexts, max_tokens=1) if not any(e for _, e in greedy) else []
+    broken = greedy_failed(greedy, [bool(ids) for ids in plan.reference])
+    forced = bundle_greedy(engine, plan.contexts, max_tokens=1) if not broken else []
     return {"greedy": greedy, "forced": forced}
 
 

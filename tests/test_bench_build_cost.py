@@ -18,8 +18,10 @@ def test_matrix_toml_round_trips_the_selected_variants(tmp_path: Path) -> None:
     planned = load_matrix(DEFAULT_MATRIX).plan(None)
     chosen = select_variants(planned, ["dynamic_int8@4096", "gemma3-1b-it-int4-web", "int4_qat@2048"])
     assert sorted(variant_label(p) for p in chosen) == [
-        "dynamic_int8@ekv4096",
+        "dynamic_int8@ekv4096",  # android-cpu
+        "dynamic_int8@ekv4096",  # android-gpu: the same recipe, its own GPU-layout file
         "gemma3-1b-it-int4",
+        "gemma3-1b-it-int4-gpu",
         "gemma3-1b-it-int4-web",
     ]
     path = tmp_path / "matrix.toml"
