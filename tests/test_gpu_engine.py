@@ -64,6 +64,14 @@ def test_setup_gave_this_machine_a_vulkan_device_with_f16():
     assert device.max_storage_buffer_range == 128 * 2**20
 
 
+def test_probing_vulkan_beside_tensorflow_leaves_the_process_able_to_exit():
+    """lavapipe's LLVM and TensorFlow's LLVM in one process abort it at exit; the probe keeps the driver out."""
+    code = "import tensorflow\nfrom sdk_build.gpu.vulkan import list_devices\nprint(len(list_devices()))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) >= 1
+
+
 def test_gpu_layout_puts_every_weight_under_the_limit_and_keeps_the_table_tied(gpu_tiny):
     tensors = tensor_sizes(model_bytes(gpu_tiny))
     weights = [t for t in tensors if t.constant]

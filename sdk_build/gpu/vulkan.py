@@ -6,6 +6,10 @@ depends on two of its properties: whether it has 16-bit float arithmetic and sto
 (`maxStorageBufferRange`): a weight tensor larger than that cannot be uploaded at all. This module asks the Vulkan
 loader directly (ctypes, no extra package), before an engine is created, so that a missing driver or a limit a
 bundle exceeds is reported as one line instead of a crash deep inside the engine.
+
+The probe runs in a child process: a Vulkan driver built on LLVM (Mesa's lavapipe) loaded into a process that
+also holds TensorFlow's statically linked LLVM (litert-torch, MediaPipe's bundler) aborts that process at exit
+("free(): invalid pointer"), long after the probe returned.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 _APPLICATION_INFO, _INSTANCE_CREATE_INFO = 0, 1
 _FEATURES_2, _PROPERTIES_2 = 1000059000, 1000059001
@@ -162,11 +170,36 @@ def _describe_device(lib: ctypes.CDLL, instance: ctypes.c_void_p, handle: ctypes
     )
 
 
-def list_devices() -> list[VulkanDevice]:
-    """Every Vulkan physical device the loader offers (honours VK_DRIVER_FILES / VK_ICD_FILENAMES).
+def list_devices(timeout_s: float = 60.0) -> list[VulkanDevice]:
+    """Every Vulkan physical device the loader offers (honours VK_DRIVER_FILES / VK_ICD_FILENAMES), asked in a
+    child process so that the driver never loads into this one (see the module's docstring).
 
     Raises VulkanUnavailable when there is no loader or no device, with what to install.
     """
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sdk_build.gpu.vulkan", "--json"], capture_output=True,
+                              text=True, timeout=timeout_s, env={**os.environ, "PYTHONPATH": _package_root()})
+    except subprocess.TimeoutExpired as exc:
+        raise VulkanUnavailable(f"the Vulkan probe did not answer within {timeout_s:.0f} s: the driver hangs "
+                                "at vkCreateInstance; run `vulkaninfo --summary` to see why") from exc
+    try:
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise VulkanUnavailable(f"the Vulkan probe exited {proc.returncode} without an answer ({tail}): the "
+                                "driver crashed while starting; run `vulkaninfo --summary` to see why") from None
+    if "error" in answer:
+        raise VulkanUnavailable(answer["error"])
+    return [VulkanDevice(**device) for device in answer["devices"]]
+
+
+def _package_root() -> str:
+    root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+
+
+def probe_here() -> list[VulkanDevice]:
+    """`list_devices` in this process: only for a process that loads nothing else (the probe's own child)."""
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # the loader's layers complain loudly without one
     lib = _load_loader()
     app = _AppInfo(sType=_APPLICATION_INFO, pApplicationName=b"gemma-edge", apiVersion=_API_1_1)
@@ -205,6 +238,23 @@ def engine_device(devices: list[VulkanDevice]) -> VulkanDevice:
     return min(devices, key=lambda d: order.get(d.device_type, 4))
 
 
-if __name__ == "__main__":
-    for device in list_devices():
+def _main(argv: list[str]) -> int:
+    if "--json" in argv:
+        try:
+            answer: dict[str, object] = {"devices": [dataclasses.asdict(d) for d in probe_here()]}
+        except VulkanUnavailable as exc:
+            answer = {"error": str(exc)}
+        print(json.dumps(answer), flush=True)
+        return 0
+    try:
+        devices = probe_here()
+    except VulkanUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for device in devices:
         print(device.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
