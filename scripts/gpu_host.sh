@@ -5,7 +5,7 @@
 #   bash scripts/gpu_host.sh CARRY PACKS OUT [lab options...]
 #
 # CARRY holds what the host lacks: litert_lm/ (the package's .py files and liblitert-lm.so or liblitert-lm.so.xz,
-# which needs only libc) and Debian's .debs of the Vulkan loader (libvulkan1) and of the GL dispatch libraries
+# which needs only libc; optionally its litert_lm-*.dist-info) and Debian's .debs of the Vulkan loader (libvulkan1) and of the GL dispatch libraries
 # NVIDIA's Vulkan driver links (libglvnd0 libgl1 libglx0 libegl1 libgles2 libopengl0), unpacked into /. PACKS is a folder made by
 # `python -m device_tests.weightless pack` (random-weight bundles as structure + seed) and/or real bundles with
 # their manifest.json. Reports go to OUT. Lab options (default: --runs 3 --warmup 1 --prefill 512 --decode 128)
@@ -19,6 +19,8 @@ if [ -f "$carry/litert_lm/liblitert-lm.so.xz" ] && [ ! -f "$site/litert_lm/libli
   python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.decompress(open(sys.argv[1],'rb').read()))" \
     "$carry/litert_lm/liblitert-lm.so.xz" "$site/litert_lm/liblitert-lm.so"
 elif [ -f "$carry/litert_lm/liblitert-lm.so" ]; then cp "$carry/litert_lm/liblitert-lm.so" "$site/litert_lm/"; fi
+# The package's metadata, when carried, so reports name the litert-lm version instead of "unknown".
+for info in "$carry"/litert_lm-*.dist-info; do [ -d "$info" ] && cp -r "$info" "$site/"; done
 # The Vulkan loader and, for NVIDIA's ICD (libGLX_nvidia), the GL vendor-neutral dispatch libraries.
 for deb in "$carry"/*.deb; do [ -f "$deb" ] && dpkg -x "$deb" /; done; ldconfig
 # NVIDIA's container images ship the Vulkan ICD outside the loader's search path.
