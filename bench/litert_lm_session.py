@@ -38,11 +38,17 @@ def session_sample(
     """(speeds, decoded token count) for one fresh engine + session; greedy so runs repeat exactly."""
     from litert_lm import Backend, Engine, LoraConfig, LoraRankConfig, SamplerConfig
 
+    from sdk_build.engine import EngineConfig, engine_cache_dir
+    from sdk_build.sources.checkpoint import default_cache_dir
+
+    cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
     engine = Engine(
         str(bundle),
         backend=Backend.CPU(thread_count=threads),
         max_num_tokens=ekv,
         enable_benchmark=True,
+        cache_dir=str(cache),
         lora_rank_config=LoraRankConfig(lora_rank=lora.rank) if lora else None,
     )
     try:

@@ -79,6 +79,22 @@ def engine_cache_dir(bundle: Path, config: EngineConfig, root: Path) -> Path:
     return Path(root) / "litert-lm" / f"{Path(bundle).name}-{stat.st_size}-{stat.st_mtime_ns}" / config.key
 
 
+def engine_model_path(bundle: Path, config: EngineConfig, root: Path) -> Path:
+    """A link to `bundle` inside its cache folder, for runners that cannot pass LiteRT-LM a cache folder
+    (`litert-lm benchmark` writes its XNNPACK cache beside the path it is given): the cache lands there, not in the
+    folder users copy to a CDN."""
+    folder = engine_cache_dir(bundle, config, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / Path(bundle).name
+    target = Path(bundle).resolve()
+    if not (link.is_symlink() and link.resolve() == target):
+        temporary = folder / f".{link.name}.link"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(target)
+        temporary.replace(link)
+    return link
+
+
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
     """Send file descriptor 2 (where LiteRT-LM's C++ logs go) to a temporary file; yield a list that holds its text

@@ -22,6 +22,8 @@ from pathlib import Path
 from device_tests.errors import LabError
 from device_tests.host_env import cpu_model, host_facts, os_description, thermal_state
 from device_tests.record import BenchmarkResult, Environment, RunSample, utc_now
+from sdk_build.engine import EngineConfig, engine_model_path
+from sdk_build.sources.checkpoint import default_cache_dir
 
 _PATTERNS = {
     "prefill": re.compile(r"Prefill speed:\s*([0-9.eE+]+)\s*tokens/s"),
@@ -117,7 +119,7 @@ def benchmark_command(litert_lm: str, bundle: BundleInfo, options: HostRunOption
     command = [
         litert_lm,
         "benchmark",
-        str(bundle.path),
+        str(engine_model_path(bundle.path, EngineConfig("cpu", None, options.threads), default_cache_dir())),
         "--backend",
         "cpu",
         "-p",

@@ -48,12 +48,18 @@ class LoraSessionEngine:
 def open_lora_engine(bundle: Path, ekv: int, threads: int, rank: int, adapter_path: Path) -> LoraSessionEngine:
     from litert_lm import Backend, Engine, LoraRankConfig
 
+    from sdk_build.engine import EngineConfig, engine_cache_dir
+    from sdk_build.sources.checkpoint import default_cache_dir
+
+    cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)  # not beside the bundle: that folder is what users publish
     try:
         engine = Engine(
             str(bundle),
             backend=Backend.CPU(thread_count=threads),
             max_num_tokens=ekv,
             lora_rank_config=LoraRankConfig(lora_rank=rank),
+            cache_dir=str(cache),
         )
     except Exception as exc:
         raise VerifyError(f"LiteRT-LM could not load {bundle.name} with LoRA rank {rank}: {exc}") from exc
