@@ -13,9 +13,8 @@ import re
 from pathlib import Path
 
 from android_bridge.push import sha256_file
+from sdk_build.naming import recipe_from_file_name
 
-_QUANT_FROM_NAME = {"q8": "dynamic_int8", "q4": "dynamic_int4", "f32": "none", "fp32": "none", "f16": "fp16",
-                    "fp16": "fp16"}
 
 
 @dataclasses.dataclass
@@ -43,5 +42,6 @@ def bundle_info(path: Path) -> BundleInfo:
                 return BundleInfo(path, entry["sha256"], entry.get("quantization", ""), int(entry.get("ekv", 0)), size,
                                   entry.get("model", ""), [int(n) for n in entry.get("prefill_lengths", [])])
     ekv = re.search(r"ekv(\d+)", path.name)
-    quant = next((q for token, q in _QUANT_FROM_NAME.items() if re.search(rf"[_-]{token}[_-]", path.name)), "unknown")
+    recipe = recipe_from_file_name(path.name)  # the lab matches baselines by Recipe value, so no other vocabulary
+    quant = recipe.value if recipe else "unknown"
     return BundleInfo(path, sha256_file(path), quant, int(ekv.group(1)) if ekv else 0, size)
