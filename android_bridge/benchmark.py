@@ -216,7 +216,7 @@ def run_android_benchmark(
             (Path(log_dir) / name).write_text(text)
         if out.exit_code != 0:
             tail = _failure_lines(text)
-            status = "unsupported" if backend == "gpu" and _looks_unsupported(text) else "error"
+            status = "unsupported" if backend == "gpu" and _looks_unsupported(text, out.exit_code) else "error"
             return session.result(status, f"run {index + 1}/{total} ({kind}) exited with {out.exit_code}: {tail}")
         try:
             parsed = parse_benchmark_output(text)
@@ -237,14 +237,28 @@ def run_android_benchmark(
 def _failure_lines(text: str) -> str:
     """The lines of a failed run worth reporting: the last ones that say 'fail'/'error', else the last three."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    telling = [line for line in lines if "fail" in line.lower() or "error" in line.lower()]
+    telling = [line for line in lines if any(word in line.lower() for word in ("fail", "error", "fatal"))]
     return " / ".join((telling or lines)[-2:] if telling else lines[-3:]) or "(no output)"
 
 
-def _looks_unsupported(text: str) -> bool:
+_NO_USABLE_GPU = (
+    "no adapters found",  # Dawn/WebGPU: no Vulkan (or other) device the engine can use
+    "failed to initialize webgpu environment",
+    "can not open opencl library",  # LiteRT's OpenCL backend on a phone without libOpenCL
+    "opencl library not found",
+    "gpu is not supported",
+    "not supported on this device",
+)
+"""What LiteRT-LM prints when a phone has no GPU it can run on. Generic GPU words are not enough: a driver crash
+prints them too, and must fail the run."""
+
+
+def _looks_unsupported(text: str, exit_code: int) -> bool:
+    """A GPU the engine cannot use (reported as `unsupported`), as opposed to a run that crashed or failed."""
+    if exit_code < 0 or exit_code >= 128:  # killed by a signal (the shell reports 128 + N): a crash
+        return False
     lowered = text.lower()
-    return any(word in lowered for word in ("opencl", "not supported", "unsupported", "no gpu", "gpu backend",
-                                            "backend=gpu", "gpu accelerator", "gpu delegate"))
+    return any(phrase in lowered for phrase in _NO_USABLE_GPU)
 
 
 def _kill_run(device: AdbDevice, remote_dir: str) -> None:

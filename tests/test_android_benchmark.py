@@ -122,6 +122,15 @@ def test_gpu_the_phone_cannot_run_is_unsupported_not_a_crash(adb_server, standin
     assert "Failed to create engine" in result.message and result.environment.backend == "gpu"
 
 
+def test_a_gpu_run_that_crashes_is_an_error_not_unsupported(adb_server, standin_factory, tiny_task):
+    """A driver crash prints plenty of GPU words; it must still fail the run, never pass as `unsupported`."""
+    phone = standin_factory(profile=DeviceProfile(gpu_crash=True))
+    result = run_android_benchmark(phone.serial, tiny_task, binary_path=PLACEHOLDER_BINARY, backend="gpu", runs=1,
+                                   warmup=0, adb_port=adb_server.port, timeout_s=120, **SMALL)
+    assert result.status == "error", result.message
+    assert "exited with 139" in result.message and "SIGSEGV" in result.message
+
+
 def test_gpu_the_phone_can_run_is_measured(adb_server, standin, tiny_task):
     """The same phone with a GPU driver (the host's lavapipe): the GPU run is measured like a CPU one."""
     result = run_android_benchmark(standin.serial, tiny_task, binary_path=PLACEHOLDER_BINARY, backend="gpu", runs=1,

@@ -332,6 +332,8 @@ class FakeAdbDevice:
         for pump in pumps:
             pump.start()
         code = proc.wait()
+        if code < 0:  # killed by a signal: adbd reports 0x80 | signal, as a shell does
+            code = 0x80 | -code
         for pump in pumps:
             pump.join()
         with self._lock:

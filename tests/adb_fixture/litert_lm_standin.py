@@ -102,6 +102,11 @@ def main(argv: list[str]) -> int:
     child.returncode = os.waitstatus_to_exitcode(status)
     sys.stdout.write(output)
     sys.stdout.flush()
+    if backend == "gpu" and state and json.loads((Path(state) / "profile.json").read_text()).get("gpu_crash"):
+        sys.stderr.write("Fatal signal 11 (SIGSEGV), code 1 (SEGV_MAPERR) in tid 4711 (litert_lm_main), "
+                         "pid 4711 (litert_lm_main): in the GPU driver after backend=gpu ran\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSEGV)
     if state:
         sys.path.insert(0, str(Path(__file__).parent))
         from android_cmds import add_heat  # only when run on the stand-in

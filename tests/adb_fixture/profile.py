@@ -46,6 +46,9 @@ class DeviceProfile:
     gpu_driver: bool = True
     """Whether the engine on this phone finds a GPU it can use: True lends it the host's Vulkan driver (lavapipe from
     scripts/setup.sh), False hides every Vulkan driver from it, as on a phone whose GPU the engine cannot run on."""
+    gpu_crash: bool = False
+    """The GPU driver crashes the engine (SIGSEGV) at the end of a GPU run, as buggy phone drivers do: a failure,
+    not an unsupported GPU, however much GPU talk the log holds."""
     features: tuple[str, ...] = ("shell_v2", "cmd", "stat_v2", "fixed_push_mkdir")
 
     def props(self) -> dict[str, str]:
@@ -103,7 +106,7 @@ def populate_sandbox(sandbox: Path, profile: DeviceProfile, fixture_dir: Path, l
     (state / "bin").mkdir(parents=True, exist_ok=True)
     profile_data: dict[str, Any] = {
         "props": profile.props(), "cpu_max_freq_khz": list(profile.cpu_max_freq_khz), "gpu": profile.gpu,
-        "gpu_driver": profile.gpu_driver, "thermal": dataclasses.asdict(profile.thermal),
+        "gpu_driver": profile.gpu_driver, "gpu_crash": profile.gpu_crash, "thermal": dataclasses.asdict(profile.thermal),
     }
     (state / "profile.json").write_text(json.dumps(profile_data, indent=1))
     (state / "thermal.json").unlink(missing_ok=True)
