@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sdk_build.architecture import GEMMA3_270M
-from sdk_build.errors import AdapterError
+from sdk_build.errors import AdapterError, BuildError
 from sdk_build.lora.adapter import ATTENTION_MODULES, GEMMA3_MODULES, load_adapter, module_dims
 from sdk_build.lora.synthetic import peft_key, write_random_adapter
 from sdk_build.tiny_checkpoint import TINY_SHAPE
@@ -345,5 +345,5 @@ def test_old_manifests_load_and_lora_records_round_trip(tmp_path: Path) -> None:
     broken = json.loads((tmp_path / "manifest.json").read_text())
     del broken["bundles"][0]["sha256"]
     (tmp_path / "manifest.json").write_text(json.dumps(broken))
-    with pytest.raises(Exception, match=r"lacks \['sha256'\]"):
+    with pytest.raises(BuildError, match=r"lacks \['sha256'\]"):
         load_manifest(tmp_path)
