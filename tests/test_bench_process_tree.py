@@ -7,7 +7,7 @@ import sys
 from bench.process_tree import run_measured
 
 MIB = 2**20
-CHILD = "import numpy as np, time; b = np.ones(200 * 2**20, dtype=np.uint8); time.sleep(1.5)"
+CHILD = "import numpy as np, time; b = np.ones(200 * 2**20, dtype=np.uint8); time.sleep(4)  # long enough to be sampled on a busy machine"
 PARENT = (
     "import subprocess, sys; import numpy as np; a = np.ones(300 * 2**20, dtype=np.uint8); "
     f"subprocess.run([sys.executable, '-c', {CHILD!r}], check=True)"
