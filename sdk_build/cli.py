@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe))
     build.add_argument("--ekv", type=_positive_int, required=True, help="KV cache size in tokens")
     build.add_argument("--prefill", type=_positive_int, action="append",
-                       help="prefill signature length (repeatable; default 32 128 512 1280)")
+                       help="prefill signature length (repeatable; default: those of 32 128 512 1280 that fit --ekv)")
     build.add_argument("--format", action="append", choices=[f.value for f in BundleFormat],
                        help="bundle format (repeatable; default task)")
     build.add_argument("--target", default=Target.ANDROID_CPU.value, choices=[t.value for t in Target])

@@ -137,6 +137,12 @@ class VariantSpec:
         }
 
 
+def default_prefill_lengths(ekv: int) -> tuple[int, ...]:
+    """The default signatures that fit a KV cache of `ekv` tokens: `--ekv 1024` alone must build, not fail on the
+    1280-token signature it did not ask for."""
+    return tuple(n for n in DEFAULT_PREFILL_LENGTHS if n <= int(ekv)) or (min(DEFAULT_PREFILL_LENGTHS[0], int(ekv)),)
+
+
 def make_variant(
     recipe: str,
     ekv: int,
@@ -150,7 +156,7 @@ def make_variant(
     return VariantSpec(
         recipe=parse_enum(Recipe, recipe, "recipe"),  # type: ignore[arg-type]
         ekv=int(ekv),
-        prefill_lengths=tuple(int(n) for n in (prefill_lengths or DEFAULT_PREFILL_LENGTHS)),
+        prefill_lengths=tuple(int(n) for n in prefill_lengths) if prefill_lengths else default_prefill_lengths(ekv),
         formats=tuple(parse_enum(BundleFormat, f, "format") for f in formats),  # type: ignore[misc]
         target=parse_enum(Target, target, "target"),  # type: ignore[arg-type]
         output_name=output_name,

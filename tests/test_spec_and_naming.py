@@ -44,7 +44,7 @@ def test_default_prefill_lengths_are_seed_001s() -> None:
 
 def test_ekv_smaller_than_largest_prefill_is_refused() -> None:
     with pytest.raises(SpecError, match="ekv 1024 is smaller than the largest prefill length 1280"):
-        make_variant("dynamic_int8", 1024)
+        make_variant("dynamic_int8", 1024, [32, 1280])
 
 
 def test_unknown_recipe_lists_the_choices() -> None:
@@ -54,3 +54,9 @@ def test_unknown_recipe_lists_the_choices() -> None:
 
 def test_all_recipes_have_file_tags() -> None:
     assert len({r.file_tag for r in Recipe}) == len(Recipe)
+
+
+def test_the_first_command_a_user_types_is_a_valid_variant():
+    """`sdk-build build --recipe dynamic_int8 --ekv 1024`: the default prefill set must fit the KV cache asked for."""
+    assert make_variant("dynamic_int8", 1024).prefill_lengths == (32, 128, 512)
+    assert make_variant("dynamic_int8", 4096).prefill_lengths == (32, 128, 512, 1280)
