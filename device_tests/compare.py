@@ -66,7 +66,7 @@ def device_names(result: BenchmarkResult) -> list[str]:
 
 GPU_DEFAULT_PRECISION = "F16"
 """LiteRT's GPU backend runs F16 activations unless told otherwise ("System's default activation type for Text
-decoder is fp16"): the precision of a published GPU row that does not state one (seed 001's Android GPU rows)."""
+decoder is fp16"): the precision of a published GPU row that does not state one (the litert-community model card's Android GPU rows)."""
 
 
 def baseline_precision(baseline: Baseline) -> str:

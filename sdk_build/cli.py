@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bundle format (repeatable; default task)")
     build.add_argument("--target", default=Target.ANDROID_CPU.value, choices=[t.value for t in Target])
     build.add_argument("--output", type=Path, default=Path("bundles"), help="output folder (default bundles/)")
-    build.add_argument("--name", help="output file stem (default: seed 001's naming scheme)")
+    build.add_argument("--name", help="output file stem (default: the naming of Google's litert-community/Gemma3-1B-IT files)")
     build.add_argument("--gpu-buffer-limit", type=_byte_size, default=None, metavar="BYTES",
                        help="largest GPU buffer a weight may need, e.g. 128MiB or 256MB (default: 128MiB for GPU "
                             "targets, none for CPU targets; 0: none): sets the GPU layout (sdk_build/gpu/layout.py)")

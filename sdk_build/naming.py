@@ -1,4 +1,4 @@
-"""Output names in seed 001's scheme: `Gemma3-1B-IT_multi-prefill-seq_q4_block128_ekv1280.task`."""
+"""Output names in the scheme of Google's litert-community/Gemma3-1B-IT files: `Gemma3-1B-IT_multi-prefill-seq_q4_block128_ekv1280.task`."""
 
 from __future__ import annotations
 

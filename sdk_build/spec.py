@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sdk_build.errors import SpecError
 
 DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (32, 128, 512, 1280)
-"""Seed 001: Google's Gemma 3 1B files carry prefill signatures of 32, 128, 512 and 1280 tokens."""
+"""Google's litert-community/Gemma3-1B-IT files carry prefill signatures of 32, 128, 512 and 1280 tokens."""
 
 
 class Recipe(str, enum.Enum):
@@ -29,7 +29,7 @@ class Recipe(str, enum.Enum):
 
     @property
     def file_tag(self) -> str:
-        """The quantization part of seed 001's file names (`..._q4_block128_ekv1280.task`)."""
+        """The quantization part of Google's litert-community file names (`..._q4_block128_ekv1280.task`)."""
         return _FILE_TAGS[self]
 
 
@@ -90,7 +90,7 @@ class VariantSpec:
     formats: tuple[BundleFormat, ...] = (BundleFormat.TASK,)
     target: Target = Target.ANDROID_CPU
     output_name: str | None = None
-    """File stem; None means seed 001's scheme (see `sdk_build.naming`)."""
+    """File stem; None means Google's litert-community naming (see `sdk_build.naming`)."""
     gpu_buffer_limit: int | None = None
     """Bytes every weight tensor must fit as one GPU buffer; None: the target's default
     (`Target.default_gpu_buffer_limit`), 0: no limit. Decides the GPU layout (`sdk_build.gpu.layout`)."""

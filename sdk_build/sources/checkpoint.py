@@ -37,7 +37,7 @@ class Checkpoint:
 
     @property
     def display_name(self) -> str:
-        """The model part of seed 001's file names: Gemma3-1B-IT, Gemma3-270M."""
+        """The model part of Google's litert-community file names: Gemma3-1B-IT, Gemma3-270M."""
         base = {"gemma3-270m": "Gemma3-270M", "gemma3-1b": "Gemma3-1B"}.get(self.model, "Gemma3-Custom")
         return base + ("-IT" if self.instruction_tuned else "")
 
