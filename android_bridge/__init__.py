@@ -1,4 +1,4 @@
-"""Run gemma-edge bundles on Android phones over ADB and return the device lab's `BenchmarkResult`.
+"""Run gemma-edge bundles on Android phones over ADB and return an `AndroidRun` (the shape of the lab's records).
 
 Built on adbutils and the real adb server (local, or remote through `ADB_SERVER_SOCKET`, which is how phone
 farms share devices). Modules, one job each: `server` (which adb server), `discovery` (devices, connect),

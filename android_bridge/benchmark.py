@@ -1,4 +1,4 @@
-"""`run_android_benchmark`: one bundle on one phone -> the device lab's `BenchmarkResult`.
+"""`run_android_benchmark`: one bundle on one phone -> an `AndroidRun` (the shape of the device lab's records).
 
 The phone side is LiteRT-LM's own C++ benchmark binary, `litert_lm_main`, pushed next to the bundle and
 run once per measurement (warm-up runs first, then `runs` measured ones), each time:
@@ -7,11 +7,11 @@ run once per measurement (warm-up runs first, then `runs` measured ones), each t
    status 0, so every run starts from the same state instead of a throttled one;
 2. run `taskset <big-core mask> ./litert_lm_main --backend=... --benchmark ... --report_peak_memory_footprint`
    with a hard time-out, pinned to the cores outside the slowest cluster;
-3. parse its log into a `RunSample` (prefill/decode tok/s, time to first token, init time) and the peak RSS.
+3. parse its log into an `AndroidSample` (prefill/decode tok/s, time to first token, init time) and the peak RSS.
 
 One process per run (rather than `--num_iterations`) is what makes the cool-down possible between runs, and
 what lets a run that dies take only itself with it: when the phone disappears or a run exceeds its time-out,
-the error raised carries a `BenchmarkResult` (status "error") with every run finished before it.
+the error raised carries an `AndroidRun` (status "error") with every run finished before it.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from android_bridge.errors import (
 from android_bridge.facts import DeviceFacts, read_facts
 from android_bridge.output_parser import OutputParseError, parse_benchmark_output
 from android_bridge.push import DEFAULT_CHUNK_BYTES, PushReport, push_file
+from android_bridge.result import AndroidEnvironment, AndroidRun, AndroidSample
 from android_bridge.server import resolve_server
 from android_bridge.shell import quote
 from android_bridge.thermal import wait_until_cool
-from device_tests.record import BenchmarkResult, Environment, RunSample
 
 DEFAULT_REMOTE_DIR = "/data/local/tmp/gemma-edge"
 BINARY_NAME = "litert_lm_main"
@@ -69,15 +69,15 @@ class _Session:
     prefill_signatures: list[int] = dataclasses.field(default_factory=list)
     warmup: int = 0
     started_utc: str = ""
-    samples: list[RunSample] = dataclasses.field(default_factory=list)
+    samples: list[AndroidSample] = dataclasses.field(default_factory=list)
     peak_memory_bytes: int | None = None
 
-    def result(self, status: str = "ok", message: str = "") -> BenchmarkResult:
+    def result(self, status: str = "ok", message: str = "") -> AndroidRun:
         facts = self.facts
-        environment = Environment(
-            surface="android", device=facts.label, os=f"Android {facts.android_release} (SDK {facts.sdk})",
+        environment = AndroidEnvironment(
+            device=facts.label, os=f"Android {facts.android_release} (SDK {facts.sdk})",
             backend=self.backend, thermal=facts.thermal.describe(), threads=self.threads, extra=self.extra)
-        return BenchmarkResult(
+        return AndroidRun(
             bundle_file=self.bundle_file, bundle_sha256=self.bundle_sha256, quantization=self.quantization,
             ekv=self.ekv, prefill_tokens=self.prefill_tokens, decode_tokens=self.decode_tokens, precision="",
             environment=environment, samples=list(self.samples), peak_memory_bytes=self.peak_memory_bytes,
@@ -123,7 +123,7 @@ def run_android_benchmark(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     log_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
-) -> BenchmarkResult:
+) -> AndroidRun:
     """Benchmark `bundle_path` on device `serial` with LiteRT-LM's `litert_lm_main` at `binary_path`.
 
     `serial=None` takes $ANDROID_SERIAL or the only online device. `binary_path=None` takes `$LITERT_LM_MAIN`. The adb server comes from `adb_host`/`adb_port`, else
@@ -225,7 +225,7 @@ def run_android_benchmark(
         record.update(prefill_tokens_per_s=parsed.prefill_tokens_per_s, decode_tokens_per_s=parsed.decode_tokens_per_s,
                       peak_memory_bytes=parsed.peak_memory_bytes)
         if kind == "measured":
-            session.samples.append(RunSample(prefill_tokens_per_s=parsed.prefill_tokens_per_s,
+            session.samples.append(AndroidSample(prefill_tokens_per_s=parsed.prefill_tokens_per_s,
                                              decode_tokens_per_s=parsed.decode_tokens_per_s,
                                              ttft_s=parsed.ttft_s, init_s=parsed.init_s))
             if parsed.peak_memory_bytes is not None:

@@ -16,7 +16,6 @@ from android_bridge.push import sha256_file
 from sdk_build.naming import recipe_from_file_name
 
 
-
 @dataclasses.dataclass
 class BundleInfo:
     path: Path

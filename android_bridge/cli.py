@@ -21,7 +21,7 @@ HELP = {
     "serial": "device serial from `devices` (USB serial or HOST:PORT; HOST:PORT is `adb connect`ed if needed)",
     "binary": "LiteRT-LM `litert_lm_main` for the phone's ABI (default: $LITERT_LM_MAIN); see docs/android_bridge.md",
     "bundle_dir": "benchmark every .task/.litertlm listed in DIR/manifest.json (or found in DIR)",
-    "out": "write results as JSON (a list of BenchmarkResult) here, and a Markdown table beside it",
+    "out": "write results as JSON (a list of the lab's result records) here, and a Markdown table beside it",
     "thermal_limit": "start a run only below this skin (else battery) temperature, degrees C",
     "timeout": "time-out of one benchmark run, seconds",
 }

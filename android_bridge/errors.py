@@ -1,7 +1,7 @@
 """User-facing errors of the Android bridge.
 
 Each says what went wrong and what to do; the CLI prints one line. The two that interrupt a benchmark
-(`DeviceDisconnectedError`, `BenchmarkTimeoutError`) carry the `BenchmarkResult` with the runs already
+(`DeviceDisconnectedError`, `BenchmarkTimeoutError`) carry the `AndroidRun` with the runs already
 measured, because on a phone farm a half-finished session is still worth recording.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from device_tests.record import BenchmarkResult
+    from android_bridge.result import AndroidRun
 
 
 class AndroidBridgeError(Exception):
@@ -40,7 +40,7 @@ class PushError(AndroidBridgeError):
 class DeviceDisconnectedError(AndroidBridgeError):
     """The device went away (unplugged, adb restarted, rebooted) in the middle of the work."""
 
-    def __init__(self, message: str, result: BenchmarkResult | None = None) -> None:
+    def __init__(self, message: str, result: AndroidRun | None = None) -> None:
         super().__init__(message)
         self.result = result
 
@@ -48,6 +48,6 @@ class DeviceDisconnectedError(AndroidBridgeError):
 class BenchmarkTimeoutError(CommandTimeoutError):
     """A benchmark run exceeded its time-out; `result` holds the runs finished before it."""
 
-    def __init__(self, message: str, result: BenchmarkResult | None = None) -> None:
+    def __init__(self, message: str, result: AndroidRun | None = None) -> None:
         super().__init__(message)
         self.result = result

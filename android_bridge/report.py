@@ -1,4 +1,5 @@
-"""Write Android results where the device lab reads them: a JSON list of `BenchmarkResult` dicts + a Markdown table."""
+"""Write Android results where the device lab reads them: a JSON list of result records (`AndroidRun.to_dict()`,
+the shape of the lab's `BenchmarkResult`) + a Markdown table."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import json
 import statistics
 from pathlib import Path
 
-from device_tests.record import BenchmarkResult
+from android_bridge.result import AndroidRun
 
 
 def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
-def markdown_table(results: list[BenchmarkResult]) -> str:
+def markdown_table(results: list[AndroidRun]) -> str:
     lines = ["| device | bundle | backend | prefill tok/s | decode tok/s | TTFT s | peak MiB | runs | status |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -27,7 +28,7 @@ def markdown_table(results: list[BenchmarkResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: list[BenchmarkResult], out: Path) -> tuple[Path, Path]:
+def write_results(results: list[AndroidRun], out: Path) -> tuple[Path, Path]:
     """Write `out` (JSON) and `out` with suffix .md; return both paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

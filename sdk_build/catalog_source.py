@@ -21,7 +21,6 @@ import json
 import os
 import posixpath
 import re
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +31,7 @@ from typing import Any
 from sdk_build.catalog import CATALOG_NAME, CatalogBundle, parse_catalog
 from sdk_build.download import USER_AGENT, RemoteFile
 from sdk_build.errors import CatalogError, PullError
+from sdk_build.sources.reachability import unreachable
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 _HF = re.compile(r"^hf:([\w.-]+/[\w.-]+)(?:@([\w./-]+))?$")
@@ -121,7 +121,7 @@ def _from_hub(source: str, cache_dir: Path | None) -> LoadedCatalog:
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
     from huggingface_hub.utils import build_hf_headers
 
-    from sdk_build.sources import default_cache_dir
+    from sdk_build.sources.checkpoint import default_cache_dir
 
     # Read now, not at huggingface_hub's import: a caller (or test) may set HF_ENDPOINT afterwards.
     endpoint = os.environ.get("HF_ENDPOINT") or None
@@ -175,16 +175,5 @@ def _from_hub(source: str, cache_dir: Path | None) -> LoadedCatalog:
 
 
 def _unreachable(endpoint: str, timeout: float = HF_ETAG_TIMEOUT_S) -> str | None:
-    """Why `endpoint` cannot be reached right now, or None. huggingface_hub retries a refused or unresolvable
-    connection for about 25 s before giving up; one TCP connect answers in milliseconds (DNS failure, refused) or
-    `timeout` seconds, and an unreachable Hub then means the cached catalog, if any, is used. Behind an HTTP(S)
-    proxy a direct connect says nothing, so the check is skipped there."""
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
-        return None
-    parts = urllib.parse.urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{parts.hostname}:{port}: {exc.strerror or type(exc).__name__}"
+    """See `sdk_build.sources.reachability.unreachable`; an unreachable Hub means the cached catalog, if any, is used."""
+    return unreachable(endpoint, timeout)

@@ -42,3 +42,26 @@ def test_a_name_without_a_tag_says_unknown(tmp_path: Path):
 def test_google_web_files_claim_no_recipe_of_ours():
     web = [f for f, q in PUBLISHED_FILES if q not in RECIPES]
     assert web and all(recipe_from_file_name(f) is None for f in web)
+
+
+def test_the_bridges_record_converts_to_the_labs_without_losing_a_field():
+    """android_bridge returns its own AndroidRun (it must not import the lab); the lab converts it by field name."""
+    import dataclasses
+
+    from android_bridge.result import AndroidEnvironment, AndroidRun, AndroidSample
+    from device_tests.record import BenchmarkResult, Environment, RunSample
+
+    def names(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert names(AndroidRun) == names(BenchmarkResult) - {"bundle_bytes"}  # the lab fills bundle_bytes itself
+    assert names(AndroidEnvironment) <= names(Environment) and names(AndroidSample) == names(RunSample)
+    run = AndroidRun("b.task", "ab" * 32, "dynamic_int8", 1280, 256, 128,
+                     AndroidEnvironment("Pixel 8", "Android 14 (SDK 34)", "gpu", "28.0 C", 4, {"runs": [1]}),
+                     [AndroidSample(100.0, 20.0, 0.5, 1.5)], 2**30, "ok", "", "gemma3-1b", "task", [32, 128], 1,
+                     "2026-12-02T00:00:00Z")
+    record = BenchmarkResult.from_dict(run.to_dict())
+    assert record.to_dict() | {"bundle_bytes": None} == {**run.to_dict(), "bundle_bytes": None,
+                                                         "environment": {**dataclasses.asdict(Environment(
+                                                             "android", "Pixel 8", "Android 14 (SDK 34)", "gpu",
+                                                             thermal="28.0 C", threads=4, extra={"runs": [1]}))}}

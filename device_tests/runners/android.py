@@ -58,7 +58,7 @@ def run_android(
     if log is not None:
         kwargs["log"] = log
     try:
-        result: BenchmarkResult = bridge.run_android_benchmark(
+        run = bridge.run_android_benchmark(
             options.serial,
             bundle.path,
             backend=options.backend,
@@ -71,13 +71,14 @@ def run_android(
         )
     except Exception as exc:
         carried = getattr(exc, "result", None)
-        if isinstance(carried, BenchmarkResult):
-            result = carried  # a phone that vanished or a run that hung: keep the runs already done
+        if type(exc).__module__.startswith("android_bridge") and carried is not None:
+            run = carried  # a phone that vanished or a run that hung: keep the runs already done
         elif type(exc).__module__.startswith("android_bridge"):
             raise LabError(f"{options.serial}: {exc}") from exc
         else:
             raise
-    return complete_from_bundle(result, bundle, options.warmup)
+    # The bridge's own record has the lab's field names: the lab converts, the bridge never imports the lab.
+    return complete_from_bundle(BenchmarkResult.from_dict(run.to_dict()), bundle, options.warmup)
 
 
 def complete_from_bundle(result: BenchmarkResult, bundle: BundleInfo, warmup: int) -> BenchmarkResult:

@@ -42,10 +42,10 @@ def modelscope_download(ref: str, cache: Path) -> Path:
         from modelscope import snapshot_download
     except ImportError as exc:
         raise SourceError("modelscope: references need the modelscope SDK; run: pip install modelscope") from exc
-    from sdk_build.catalog_source import _unreachable
+    from sdk_build.sources.reachability import unreachable
 
     server = endpoint()
-    why = _unreachable(server, CONNECT_TIMEOUT_S)
+    why = unreachable(server, CONNECT_TIMEOUT_S)
     target = cache / "modelscope"
     try:
         path = snapshot_download(repo, revision=revision, cache_dir=str(target), allow_patterns=PATTERNS,

@@ -1,0 +1,351 @@
+"""The bundle catalog: what an Android, iOS or web app reads to choose, download and verify a bundle.
+
+`manifest.json` is the build tool's record (tool versions, build seconds, peak RSS, local paths). The catalog is
+the public face of the same folder: per bundle its URL, size, sha256, targets and backends, quantization, KV cache
+size, prefill lengths, format, precision needs, the memory it needs at run time and on the device, and the chat
+template and stop tokens. Its JSON Schema ships in `sdk_build/schemas/catalog-v1.schema.json`.
+
+**URLs.** Every `url` is a URI reference resolved against the URL the catalog itself was fetched from (RFC 3986
+section 5: `new URL(url, catalogUrl)` in JavaScript, `URI(catalogUrl).resolve(url)` on the JVM, `urljoin` in
+Python). `catalog.json` written next to the bundles carries bare file names, so the folder can be copied to any
+static host (a CDN, GitHub Releases, a Hugging Face repository) unchanged; the web demo's `/api/catalog` carries
+server-relative paths (`/bundles/<file>`), which stay right behind any host name, port or proxy.
+
+**Versioning.** `"schema": "gemma-edge.catalog/1"`. Adding optional fields keeps version 1; removing or renaming
+a field, or changing what one means, makes version 2 with a new schema file. Readers refuse a major version they
+do not know (`parse_catalog` does, naming the version it found).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sdk_build.architecture import KNOWN_SHAPES, ModelShape
+from sdk_build.atomic import atomic_write_json
+from sdk_build.errors import CatalogError
+from sdk_build.manifest import BundleEntry, load_manifest
+from sdk_build.runtime_memory import HEADROOM_FACTOR, KV_CACHE_DTYPE, estimate
+from sdk_build.spec import Recipe, Target
+
+CATALOG_NAME = "catalog.json"
+SCHEMA = "gemma-edge.catalog/1"
+SCHEMA_PREFIX = "gemma-edge.catalog/"
+SCHEMA_FILE = Path(__file__).with_name("schemas") / "catalog-v1.schema.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetInfo:
+    platform: str
+    backends: tuple[str, ...]
+
+
+TARGETS: dict[str, TargetInfo] = {
+    Target.ANDROID_CPU.value: TargetInfo("android", ("cpu",)),
+    Target.ANDROID_GPU.value: TargetInfo("android", ("gpu",)),
+    # MediaPipe's iOS LLM Inference API and LiteRT-LM on iOS load the same .task files as Android, on either backend.
+    Target.IOS.value: TargetInfo("ios", ("cpu", "gpu")),
+    Target.WEB_GPU.value: TargetInfo("web", ("gpu",)),
+}
+
+# (transformer weights, granularity, embedding) per recipe; the same table as sdk_build/quantize.py's docstring.
+QUANTIZATION: dict[str, tuple[str, str, str]] = {
+    Recipe.FP32.value: ("float32", "none", "float32"),
+    Recipe.DYNAMIC_INT8.value: ("int8", "per-channel", "int8"),
+    Recipe.DYNAMIC_INT4_BLOCK32.value: ("int4", "block-32", "int8"),
+    Recipe.DYNAMIC_INT4_BLOCK128.value: ("int4", "block-128", "int8"),
+    Recipe.DYNAMIC_INT4_BLOCK32_ALL.value: ("int4", "block-32", "int4"),
+    Recipe.DYNAMIC_INT4_BLOCK128_ALL.value: ("int4", "block-128", "int4"),
+    Recipe.INT4_QAT.value: ("int4", "per-channel", "int4"),
+}
+
+# What the browser needs for a web bundle (shared/FACTS.md): F16 runs where the adapter has `shader-f16`; without
+# it F16 yields invalid tokens, so pages must load with MediaPipe's `forceF32: true`, which always works (slower).
+WEB_PRECISION = {
+    "shader_f16": "optional",
+    "f32_fallback": True,
+    "without_shader_f16": "load with forceF32: true (F16 on such adapters produces invalid tokens)",
+}
+
+# Which runtimes read a format: LiteRT-LM also runs legacy .task files; MediaPipe's web runtime refuses .litertlm.
+RUNTIMES = {"task": ["mediapipe-llm-inference", "litert-lm"], "litertlm": ["litert-lm"]}
+
+
+def _gpu_needs(entry: BundleEntry) -> dict[str, Any]:
+    """What a GPU runtime must offer (`precision.gpu`), from what the build recorded: the largest single buffer
+    (compare with WebGPU's `maxStorageBufferBindingSize`), the layout's limit, and whether the model was made safe
+    for F16 (`sdk_build/gpu/f16.py`). Absent for bundles built before these were recorded."""
+    extra = entry.extra or {}
+    largest = extra.get("largest_tensors") or []
+    if not largest:
+        return {}
+    return {"gpu": {
+        "max_buffer_bytes": max(int(t["bytes"]) for t in largest),
+        "buffer_limit": extra.get("gpu_buffer_limit"),
+        "f16_safe": "residual_scale" in extra,
+        "residual_scale": extra.get("residual_scale"),
+    }}
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A bare file name: what a catalog may ask a client to write (no folders, no `..`, not hidden, no NUL)."""
+    return bool(name) and not name.startswith(".") and not any(sep in name for sep in ("/", "\\", "\x00"))
+
+
+def model_shape(entry: BundleEntry) -> ModelShape:
+    """The shape the bundle was exported from: recorded by the build, else the known shape of its model name."""
+    recorded = entry.extra.get("model_shape")
+    if isinstance(recorded, dict):
+        try:
+            return ModelShape(**recorded)
+        except TypeError as exc:
+            raise CatalogError(f"manifest entry {entry.file}: extra.model_shape is malformed ({exc})") from exc
+    if entry.model in KNOWN_SHAPES:
+        return KNOWN_SHAPES[entry.model]
+    raise CatalogError(
+        f"cannot estimate the memory {entry.file} needs: its model {entry.model!r} has no known shape and the "
+        "manifest entry does not record one (extra.model_shape); rebuild it with this version of sdk-build"
+    )
+
+
+def _public_checkpoint(ref: str) -> str:
+    """Reference names are public (embedded:, random:, hf:, modelscope:); a local folder or file is reduced to its
+    name."""
+    if ref.split(":", 1)[0] in {"embedded", "random", "hf", "modelscope"}:
+        return ref
+    return "local:" + Path(ref).name
+
+
+def _targets(entry: BundleEntry) -> list[str]:
+    listed = entry.extra.get("targets")
+    targets = [str(t) for t in listed] if isinstance(listed, list) and listed else [entry.target]
+    return list(dict.fromkeys(targets))
+
+
+def _single_turn(template: dict[str, str]) -> str:
+    return (
+        template.get("user_prefix", "")
+        + "{prompt}"
+        + template.get("user_suffix", "")
+        + template.get("model_prefix", "")
+    )
+
+
+def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
+    """One bundle of the catalog, derived from its manifest entry."""
+    if not is_plain_file_name(entry.file):
+        raise CatalogError(f"manifest entry {entry.file!r} is not a plain file name; fix the manifest")
+    shape = model_shape(entry)
+    targets = _targets(entry)
+    infos = [TARGETS[t] for t in targets if t in TARGETS]
+    weights, granularity, embedding = QUANTIZATION.get(entry.quantization, ("unknown", "unknown", "unknown"))
+    memory = estimate(shape, entry.bytes, entry.ekv, entry.prefill_lengths)
+    bundle: dict[str, Any] = {
+        "file": entry.file,
+        "url": url,
+        "bytes": entry.bytes,
+        "sha256": entry.sha256.lower(),
+        "format": entry.format,
+        "runtimes": RUNTIMES.get(entry.format, []),
+        "model": {
+            "name": entry.model,
+            "instruction_tuned": entry.instruction_tuned,
+            "parameters": shape.parameter_count,
+            "layers": shape.num_layers,
+            "kv_heads": shape.num_kv_heads,
+            "head_dim": shape.head_dim,
+            "vocab_size": shape.vocab_size,
+        },
+        "targets": targets,
+        "platforms": sorted({i.platform for i in infos}),
+        "backends": sorted({b for i in infos for b in i.backends}),
+        "quantization": {
+            "recipe": entry.quantization,
+            "weights": weights,
+            "granularity": granularity,
+            "embedding": embedding,
+            "activations": "float32",
+        },
+        "ekv": entry.ekv,
+        "prefill_lengths": sorted(entry.prefill_lengths),
+        "precision": {
+            "weights": weights,
+            "activations": "float32",
+            "kv_cache": KV_CACHE_DTYPE,
+            "web": dict(WEB_PRECISION) if Target.WEB_GPU.value in targets else None,
+            **_gpu_needs(entry),
+        },
+        "memory": memory.to_dict(),
+        "chat": {
+            "instruction_tuned": entry.instruction_tuned,
+            "start_token": entry.start_token,
+            "stop_tokens": list(entry.stop_tokens),
+            "prompt_template": dict(entry.prompt_template),
+            "single_turn": _single_turn(entry.prompt_template),
+            "template_in_bundle": True,
+        },
+        "source": {
+            "checkpoint": _public_checkpoint(entry.checkpoint.get("ref", "")),
+            "checkpoint_fingerprint": entry.checkpoint.get("fingerprint", ""),
+            **{f"checkpoint_{key}": entry.checkpoint[key] for key in ("format", "quantization") if key in entry.checkpoint},
+            "created_utc": entry.created_utc,
+            "tool_versions": dict(entry.tool_versions),
+        },
+    }
+    lora = getattr(entry, "lora", None)  # LoRA builds: say how, without the builder's paths
+    if isinstance(lora, dict):
+        bundle["lora"] = {"mode": lora.get("mode"), "rank": lora.get("rank")}
+    return bundle
+
+
+def build_catalog(
+    entries: Iterable[BundleEntry], url_for: Callable[[BundleEntry], str] = lambda e: e.file
+) -> dict[str, Any]:
+    """The catalog document for `entries`; `url_for` gives each bundle's URL (default: its bare file name)."""
+    from sdk_build.versions import tool_versions
+
+    return {
+        "schema": SCHEMA,
+        "generated_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generator": {"name": "gemma-edge", "version": tool_versions().get("gemma-edge", "unknown")},
+        "urls": "relative to this catalog's own URL (RFC 3986 section 5)",
+        "memory_model": {
+            "kv_cache_dtype": KV_CACHE_DTYPE,
+            "estimated_runtime": "weights (bundle bytes) + KV cache (2 * layers * kv_heads * head_dim * ekv * 4 "
+            "bytes) + activations of the largest prefill signature",
+            "headroom_factor": HEADROOM_FACTOR,
+            "min_device_memory": "estimated_runtime * headroom_factor, rounded up to a whole GiB",
+        },
+        "bundles": [catalog_entry(e, url_for(e)) for e in sorted(entries, key=lambda e: e.file)],
+    }
+
+
+def write_catalog(bundles_dir: Path, output: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Build the catalog of `bundles_dir`'s manifest and write it (atomically) to `output` or DIR/catalog.json."""
+    bundles_dir = Path(bundles_dir)
+    if not bundles_dir.is_dir():
+        raise CatalogError(f"{bundles_dir} is not a folder; pass the folder holding the bundles and manifest.json")
+    manifest = load_manifest(bundles_dir)
+    if not manifest.bundles:
+        raise CatalogError(f"{bundles_dir} has no manifest.json entries; build bundles into it first")
+    catalog = build_catalog(manifest.bundles)
+    path = Path(output) if output else bundles_dir / CATALOG_NAME
+    atomic_write_json(path, catalog)
+    return path, catalog
+
+
+# ---- reading: what the pull client needs from someone else's catalog ----
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogBundle:
+    """The fields of a catalog entry a client selects and downloads by; `data` keeps the whole entry."""
+
+    file: str
+    url: str
+    bytes: int
+    sha256: str
+    format: str
+    model: str
+    targets: tuple[str, ...]
+    quantization: str
+    ekv: int
+    data: dict[str, Any]
+
+
+def parse_catalog(data: Any, where: str) -> list[CatalogBundle]:
+    """Check the fields a download depends on (the JSON Schema documents them all) and return the bundles."""
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where} is not a catalog (expected a JSON object)")
+    schema = data.get("schema")
+    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
+        raise CatalogError(f'{where} is not a gemma-edge catalog (no "schema": "{SCHEMA}")')
+    if schema != SCHEMA:
+        raise CatalogError(f"{where} is a {schema} catalog; this sdk-build reads {SCHEMA}: upgrade gemma-edge")
+    bundles = data.get("bundles")
+    if not isinstance(bundles, list):
+        raise CatalogError(f'{where}: "bundles" must be a list')
+    parsed = []
+    for index, item in enumerate(bundles):
+        label = f"{where}: bundles[{index}]"
+        if not isinstance(item, dict):
+            raise CatalogError(f"{label} is not an object")
+        try:
+            file, url, size, sha = item["file"], item["url"], item["bytes"], item["sha256"]
+            quantization = item["quantization"]["recipe"]
+            model = item["model"]["name"]
+            targets, ekv, fmt = item["targets"], item["ekv"], item["format"]
+        except (KeyError, TypeError) as exc:
+            raise CatalogError(f"{label} lacks {exc}") from None
+        if not isinstance(file, str) or not is_plain_file_name(file):
+            raise CatalogError(f"{label}: file {file!r} is not a plain file name; refusing to write it")
+        if not isinstance(size, int) or size < 0:
+            raise CatalogError(f"{label} ({file}): bytes must be a non-negative integer")
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
+            raise CatalogError(f"{label} ({file}): sha256 must be 64 hex digits")
+        if not isinstance(url, str) or not url:
+            raise CatalogError(f"{label} ({file}): url must be a non-empty string")
+        parsed.append(
+            CatalogBundle(
+                file=file,
+                url=url,
+                bytes=size,
+                sha256=sha.lower(),
+                format=str(fmt),
+                model=str(model),
+                targets=tuple(str(t) for t in targets),
+                quantization=str(quantization),
+                ekv=int(ekv),
+                data=item,
+            )
+        )
+    names = [b.file for b in parsed]
+    if len(set(names)) != len(names):
+        raise CatalogError(f"{where} lists a file twice; each bundle must appear once")
+    return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Exact-match filters; None matches anything. `target` matches any of a bundle's targets."""
+
+    target: str | None = None
+    quantization: str | None = None
+    ekv: int | None = None
+    format: str | None = None
+    model: str | None = None
+    file: str | None = None
+
+    def matches(self, bundle: CatalogBundle) -> bool:
+        return (
+            (self.target is None or self.target in bundle.targets)
+            and (self.quantization is None or self.quantization == bundle.quantization)
+            and (self.ekv is None or self.ekv == bundle.ekv)
+            and (self.format is None or self.format == bundle.format)
+            and (self.model is None or self.model == bundle.model)
+            and (self.file is None or self.file == bundle.file)
+        )
+
+    def describe(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v is not None) or "(everything)"
+
+
+def select(bundles: Sequence[CatalogBundle], selection: Selection) -> list[CatalogBundle]:
+    """The bundles matching `selection`; none is an error naming what the catalog does offer."""
+    chosen = [b for b in bundles if selection.matches(b)]
+    if chosen:
+        return chosen
+    if not bundles:
+        raise CatalogError("the catalog lists no bundles")
+
+    def values(get: Callable[[CatalogBundle], Iterable[Any]]) -> str:
+        return ", ".join(str(v) for v in sorted({v for b in bundles for v in get(b)}, key=str))
+
+    raise CatalogError(
+        f"no bundle in the catalog matches {selection.describe()}; it offers targets [{values(lambda b: b.targets)}], "
+        f"quantizations [{values(lambda b: [b.quantization])}], ekv [{values(lambda b: [b.ekv])}], "
+        f"formats [{values(lambda b: [b.format])}]"
+    )

@@ -1,0 +1,191 @@
+"""The target matrix: a TOML file (targets -> variants) read into typed specs, planned and built.
+
+The plan groups variants by float export (ekv, prefill set): each group exports once, then quantizes per recipe.
+Identical variants listed under several targets (Google ships one file for Android CPU, GPU and iOS) are built
+once. `--jobs N` runs N export groups at once only when N float exports fit in the memory available now.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sdk_build.architecture import ModelShape
+from sdk_build.bundle_set import read_toml, variant_from_table
+from sdk_build.errors import BuildError, SpecError
+from sdk_build.spec import Target, VariantSpec, parse_enum
+
+if TYPE_CHECKING:
+    from sdk_build.lora.spec import LoraSpec
+
+DEFAULT_MATRIX = Path(__file__).with_name("matrices") / "gemma3_1b.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedVariant:
+    spec: VariantSpec
+    targets: tuple[Target, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Matrix:
+    checkpoint: str
+    targets: dict[Target, tuple[VariantSpec, ...]]
+    descriptions: dict[Target, str]
+    published_mib: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Sizes of the files the matrix reproduces, as their publisher lists them (by output file name)."""
+
+    def size_difference(self, file: str, size_bytes: int) -> float | None:
+        """(built - published) / published for a file with a published size, else None."""
+        published = self.published_mib.get(file)
+        return None if not published else size_bytes / 2**20 / published - 1
+
+    def plan(self, only: tuple[Target, ...] | None = None) -> list[PlannedVariant]:
+        """Unique variants (first target decides the spec's target), in file order."""
+        merged: dict[tuple, PlannedVariant] = {}
+        for target, variants in self.targets.items():
+            if only and target not in only:
+                continue
+            for spec in variants:
+                key = (spec.recipe, spec.ekv, spec.prefill_lengths, spec.formats, spec.output_name,
+                       dataclasses.replace(spec, target=target).buffer_limit)
+                if key in merged:
+                    merged[key] = dataclasses.replace(merged[key], targets=merged[key].targets + (target,))
+                else:
+                    merged[key] = PlannedVariant(dataclasses.replace(spec, target=target), (target,))
+        return list(merged.values())
+
+
+def load_matrix(path: Path | None = None) -> Matrix:
+    path = Path(path) if path else DEFAULT_MATRIX
+    data = read_toml(path)
+    prefill = data.get("default_prefill_lengths")
+    targets: dict[Target, tuple[VariantSpec, ...]] = {}
+    descriptions: dict[Target, str] = {}
+    for name, table in (data.get("targets") or {}).items():
+        target = parse_enum(Target, name, "target")
+        variants = [
+            variant_from_table(item, f"{path}: {name} variant {index + 1}", target=name, prefill_lengths=prefill)
+            for index, item in enumerate(table.get("variants", []))
+        ]
+        targets[target] = tuple(variants)  # type: ignore[index]
+        descriptions[target] = table.get("description", "")  # type: ignore[index]
+    if not targets:
+        raise SpecError(f"{path} defines no [targets.*] tables")
+    published = data.get("published_mib") or {}
+    if not isinstance(published, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in published.values()
+    ):
+        raise SpecError(f"{path}: [published_mib] must map output file names to sizes in MiB (positive numbers)")
+    return Matrix(data.get("checkpoint", "embedded:gemma3-270m"), targets, descriptions,  # type: ignore[arg-type]
+                  {str(k): float(v) for k, v in published.items()})
+
+
+def estimated_export_bytes(shape: ModelShape, prefill_count: int, lightweight_conversion: bool = True) -> int:
+    """Peak RSS of one float export, with a margin. Calibrated on this machine (`python -m bench.export_conversion`):
+    - lightweight conversion (the default): 1B, 4 prefill signatures: 5.8 GB; 270M, 2 signatures: 4.3 GB. About
+      4 GB of libraries and graph plus 0.6x the fp32 weights; the signature count hardly matters;
+    - litert-torch's default conversion: 1B with 4 signatures 14.8-15.6 GB (3.7x its fp32 weights), 270M with 3
+      at 6.4 GB; each signature adds about a quarter of the weights."""
+    weights = shape.parameter_count * 4
+    if lightweight_conversion:
+        return int(4e9 + 0.6 * weights)
+    return int(weights * (2.7 + 0.25 * prefill_count))
+
+
+def check_parallelism(jobs: int, shape: ModelShape, plan: list[PlannedVariant], available: int) -> None:
+    """Refuse `jobs` concurrent exports that would not fit in `available` bytes."""
+    if jobs <= 1:
+        return
+    groups = {p.spec.export_key for p in plan}
+    concurrent_groups = min(jobs, len(groups))
+    need = sum(sorted((estimated_export_bytes(shape, len(k[1])) for k in groups), reverse=True)[:concurrent_groups])
+    if need > available:
+        fit = max(1, int(available // max(estimated_export_bytes(shape, len(k[1])) for k in groups)))
+        raise BuildError(
+            f"--jobs {jobs} would run {concurrent_groups} float exports at once, about {need / 2**30:.1f} GiB, but "
+            f"only {available / 2**30:.1f} GiB is available; use --jobs {fit}"
+        )
+
+
+@dataclasses.dataclass
+class VariantOutcome:
+    planned: PlannedVariant
+    files: list[str]
+    skipped: bool
+    seconds: float
+    peak_rss_bytes: int
+    bytes: list[int]
+    error: str = ""
+
+
+def run_matrix(
+    checkpoint_ref: str,
+    matrix: Matrix,
+    output_dir: Path,
+    *,
+    only: tuple[Target, ...] | None = None,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    allow_custom_shape: bool = False,
+    available_bytes: int | None = None,
+    lora: LoraSpec | None = None,
+) -> list[VariantOutcome]:
+    """Build every planned variant; exports grouped, groups run `jobs` at a time. Returns one outcome per variant.
+
+    `lora` applies one LoRA adapter to every variant (fused or runtime, see `sdk_build.lora.build`).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sdk_build.manifest import update_manifest
+    from sdk_build.memory import available_bytes as read_available
+    from sdk_build.pipeline import build
+    from sdk_build.progress import console
+    from sdk_build.sources import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint_ref, cache_dir, allow_custom_shape=allow_custom_shape)
+    plan = matrix.plan(only)
+    if not plan:
+        raise SpecError("no variants selected: check --targets against the matrix file")
+    check_parallelism(jobs, checkpoint.shape, plan, available_bytes if available_bytes is not None else read_available())
+    groups: dict[tuple, list[PlannedVariant]] = {}
+    for planned in plan:
+        groups.setdefault(planned.spec.export_key, []).append(planned)
+
+    outcomes: list[VariantOutcome] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not console.is_terminal) as progress:
+        overall = progress.add_task("matrix", total=len(plan))
+
+        def run_group(members: list[PlannedVariant]) -> list[VariantOutcome]:
+            results = []
+            for planned in members:
+                label = f"{planned.spec.recipe.value} ekv{planned.spec.ekv} ({', '.join(t.value for t in planned.targets)})"
+                task = progress.add_task(label, total=1)
+                started = time.monotonic()
+                try:
+                    outcome = build(checkpoint_ref, planned.spec, output_dir, cache_dir=cache_dir,
+                                    checkpoint=checkpoint, lora=lora)
+                    for entry in outcome.entries:
+                        targets = [t.value for t in planned.targets]
+                        if entry.extra.get("targets") != targets:
+                            entry.extra["targets"] = targets
+                            update_manifest(output_dir, entry)
+                    results.append(VariantOutcome(
+                        planned, [e.file for e in outcome.entries], outcome.skipped, time.monotonic() - started,
+                        max(e.peak_rss_bytes for e in outcome.entries), [e.bytes for e in outcome.entries]))
+                except BuildError as exc:
+                    results.append(VariantOutcome(planned, [], False, time.monotonic() - started, 0, [], str(exc)))
+                progress.update(task, completed=1)
+                progress.update(overall, advance=1)
+                if not console.is_terminal:
+                    console.print(f"matrix: {label}: {results[-1].error or ('up to date' if results[-1].skipped else 'built')}")
+            return results
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for group_result in pool.map(run_group, groups.values()):
+                outcomes.extend(group_result)
+    return outcomes

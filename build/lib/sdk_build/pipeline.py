@@ -1,0 +1,192 @@
+"""`build()`: checkpoint reference + variant spec -> bundles in an output folder, recorded in its manifest.
+
+Stages: resolve the checkpoint, export the float `.tflite` (cached per checkpoint/ekv/prefill set, in a child
+process so its ~6 GB for 1B is returned to the OS and measured), quantize per recipe, bundle per format,
+hash, and record in `manifest.json`. A bundle whose manifest entry has the same spec fingerprint and whose
+file is whole is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
+from sdk_build.errors import BuildError
+from sdk_build.export import ExportOptions, export_facts, float_export_path
+from sdk_build.gpu.buffers import tensor_sizes
+from sdk_build.gpu.layout import embedding_splits
+from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
+from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
+from sdk_build.naming import bundle_filename, bundle_stem
+from sdk_build.progress import console, status
+from sdk_build.quantize import build_recipe, embedding_storage, quantize_tflite
+from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
+from sdk_build.sources.provenance import warn_requantization_once
+from sdk_build.spec import BundleFormat, VariantSpec
+from sdk_build.versions import tool_versions
+
+if TYPE_CHECKING:
+    from sdk_build.lora.spec import LoraSpec
+
+DEFAULT_OUTPUT = Path("bundles")
+
+
+@dataclasses.dataclass
+class BuildOutcome:
+    entries: list[BundleEntry]
+    skipped: bool
+    seconds: float
+
+
+def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat, options: ExportOptions) -> str:
+    data = {
+        "checkpoint": checkpoint.fingerprint,
+        "variant": {**variant.to_dict(), "formats": [fmt.value]},
+        "export": options.identity(),
+        "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
+        "tools": tool_versions(),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def export_options_for(variant: VariantSpec, checkpoint: Checkpoint, options: ExportOptions) -> ExportOptions:
+    """`options` with what a GPU target needs: the layout its buffer limit asks for (`sdk_build.gpu.layout`) and
+    the F16-safe residual scale (`sdk_build.gpu.f16`)."""
+    if variant.target.gpu:
+        options = dataclasses.replace(options, f16_safe=True)
+    if variant.buffer_limit:
+        parts = embedding_splits(checkpoint.shape, variant.buffer_limit, embedding_storage(variant.recipe))
+        options = dataclasses.replace(options, embedding_splits=parts)
+    return options
+
+
+def is_up_to_date(output_dir: Path, entry: BundleEntry | None, fingerprint: str) -> bool:
+    if entry is None or entry.spec_fingerprint != fingerprint:
+        return False
+    path = Path(output_dir) / entry.file
+    return path.is_file() and path.stat().st_size == entry.bytes
+
+
+def ensure_float_export(
+    checkpoint: Checkpoint, variant: VariantSpec, cache_dir: Path, options: ExportOptions
+) -> tuple[Path, int]:
+    """The cached float export for the variant's (ekv, prefill set); exported in a child process if missing."""
+    path = float_export_path(cache_dir, checkpoint, variant.ekv, variant.prefill_lengths, options)
+    if path.exists():
+        return path, 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    label = f"export fp32 tflite (ekv {variant.ekv}, prefill {list(variant.prefill_lengths)})"
+    with status(label), tempfile.TemporaryDirectory(prefix="gemma-edge-export-") as workdir:
+        request, result = Path(workdir) / "request.pkl", Path(workdir) / "result.json"
+        request.write_bytes(pickle.dumps({
+            "checkpoint": checkpoint, "ekv": variant.ekv, "prefill": variant.prefill_lengths, "path": path,
+            "options": options, "result": result,
+        }))
+        log = Path(workdir) / "export.log"
+        with open(log, "w") as log_handle:
+            code = subprocess.call(
+                [sys.executable, "-m", "sdk_build.export_worker", str(request)], stdout=log_handle, stderr=subprocess.STDOUT
+            )
+        if code != 0 or not result.exists():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            hint = " (killed: out of memory? see README 'Memory')" if code in (-9, 137) else ""
+            raise BuildError(f"the litert-torch export failed with exit code {code}{hint}; its last lines:\n{tail}")
+        return path, int(json.loads(result.read_text())["peak_rss_bytes"])
+
+
+def build(
+    checkpoint_ref: str,
+    variant: VariantSpec,
+    output_dir: Path = DEFAULT_OUTPUT,
+    *,
+    cache_dir: Path | None = None,
+    allow_custom_shape: bool = False,
+    force: bool = False,
+    export_options: ExportOptions = ExportOptions(),
+    checkpoint: Checkpoint | None = None,
+    lora: LoraSpec | None = None,
+) -> BuildOutcome:
+    """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
+
+    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`).
+    """
+    if lora is not None:
+        from sdk_build.lora.build import build_with_lora
+
+        return build_with_lora(checkpoint_ref, variant, output_dir, lora, cache_dir=cache_dir,
+                               allow_custom_shape=allow_custom_shape, force=force, export_options=export_options,
+                               checkpoint=checkpoint)
+    started = time.monotonic()
+    output_dir = Path(output_dir)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
+    export_options = export_options_for(variant, checkpoint, export_options)
+    warn_requantization_once(checkpoint, variant.recipe.value)
+    manifest = load_manifest(output_dir)
+    wanted = {
+        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options))
+        for fmt in variant.formats
+    }
+    if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
+        entries = [manifest.find(name) for name, _ in wanted.values()]
+        console.print(f"[green]up to date[/] {', '.join(n for n, _ in wanted.values())}")
+        return BuildOutcome([e for e in entries if e], skipped=True, seconds=time.monotonic() - started)
+
+    float_path, export_peak = ensure_float_export(checkpoint, variant, cache, export_options)
+    facts = export_facts(float_path)
+    template = prompt_template(checkpoint.instruction_tuned)
+    entries: list[BundleEntry] = []
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".build-") as workdir:
+        quantized = Path(workdir) / f"{bundle_stem(checkpoint, variant)}.tflite"
+        with status(f"quantize {variant.recipe.value}"):
+            quantize_tflite(float_path, variant.recipe, quantized)
+        # what a GPU engine must fit in single buffers: `verify --backend gpu` and the lab check it against the adapter
+        largest = [t.to_dict() for t in tensor_sizes(quantized.read_bytes())[:3]]
+        for fmt, (name, fingerprint) in wanted.items():
+            with status(f"bundle {name}"):
+                final = write_bundle(fmt, quantized, checkpoint.tokenizer_path, template, variant.ekv, output_dir / name)
+            entry = BundleEntry(
+                file=name,
+                bytes=final.stat().st_size,
+                sha256=sha256_file(final),
+                model=checkpoint.model,
+                quantization=variant.recipe.value,
+                ekv=variant.ekv,
+                prefill_lengths=sorted(variant.prefill_lengths),
+                target=variant.target.value,
+                format=fmt.value,
+                instruction_tuned=checkpoint.instruction_tuned,
+                start_token=START_TOKEN,
+                stop_tokens=list(STOP_TOKENS),
+                prompt_template=template.to_dict(),
+                checkpoint={"ref": checkpoint.ref, "fingerprint": checkpoint.fingerprint,
+                            **checkpoint.source.manifest_fields()},
+                spec_fingerprint=fingerprint,
+                tool_versions=tool_versions(),
+                build_seconds=round(time.monotonic() - started, 2),
+                peak_rss_bytes=max(export_peak, own_peak_rss_bytes()),
+                created_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                extra={"tflite_bytes": quantized.stat().st_size, "export_options": export_options.identity(),
+                       "gpu_buffer_limit": variant.buffer_limit, "largest_tensors": largest,
+                       **({"residual_scale": facts["residual_scale"]} if "residual_scale" in facts else {}),
+                       # the catalog's memory estimate needs the shape, also for custom (tiny) models
+                       "model_shape": dataclasses.asdict(checkpoint.shape)},
+            )
+            update_manifest(output_dir, entry)
+            entries.append(entry)
+            console.print(f"[green]built[/] {name} ({entry.bytes / 2**20:.1f} MiB)")
+    release_freed_memory()  # the quantizer's buffers, before a matrix starts its next float export
+    if not entries:
+        raise BuildError("nothing was built")
+    return BuildOutcome(entries, skipped=False, seconds=time.monotonic() - started)

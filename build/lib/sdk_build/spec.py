@@ -1,0 +1,164 @@
+"""The typed spec of one build variant: the single definition the CLI flags, the TOML matrix and the tests produce.
+
+Closed choices are enums so a typo fails at parse time with the list of valid values, not half way into
+a 6-minute export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+
+from sdk_build.errors import SpecError
+
+DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (32, 128, 512, 1280)
+"""Google's litert-community/Gemma3-1B-IT files carry prefill signatures of 32, 128, 512 and 1280 tokens."""
+
+
+class Recipe(str, enum.Enum):
+    """Weight quantization recipes. See README "Recipes" for exactly what each one does."""
+
+    FP32 = "fp32"
+    DYNAMIC_INT8 = "dynamic_int8"
+    DYNAMIC_INT4_BLOCK32 = "dynamic_int4_block32"
+    DYNAMIC_INT4_BLOCK128 = "dynamic_int4_block128"
+    DYNAMIC_INT4_BLOCK32_ALL = "dynamic_int4_block32_all"
+    DYNAMIC_INT4_BLOCK128_ALL = "dynamic_int4_block128_all"
+    INT4_QAT = "int4_qat"
+
+    @property
+    def file_tag(self) -> str:
+        """The quantization part of Google's litert-community file names (`..._q4_block128_ekv1280.task`)."""
+        return _FILE_TAGS[self]
+
+
+_FILE_TAGS = {
+    Recipe.FP32: "f32",
+    Recipe.DYNAMIC_INT8: "q8",
+    Recipe.DYNAMIC_INT4_BLOCK32: "q4_block32",
+    Recipe.DYNAMIC_INT4_BLOCK128: "q4_block128",
+    Recipe.DYNAMIC_INT4_BLOCK32_ALL: "q4_block32_all",
+    Recipe.DYNAMIC_INT4_BLOCK128_ALL: "q4_block128_all",
+    Recipe.INT4_QAT: "q4_qat",
+}
+
+
+class Target(str, enum.Enum):
+    ANDROID_CPU = "android-cpu"
+    ANDROID_GPU = "android-gpu"
+    IOS = "ios"
+    WEB_GPU = "web-gpu"
+
+    @property
+    def gpu(self) -> bool:
+        """Bundles for this target run on a GPU engine (LiteRT-LM's GPU backend, MediaPipe's web runtime)."""
+        return self in (Target.ANDROID_GPU, Target.WEB_GPU)
+
+    @property
+    def default_gpu_buffer_limit(self) -> int | None:
+        """The largest single GPU buffer a bundle for this target may need: WebGPU's default storage-buffer
+        binding limit (128 MiB) for GPU targets, which phone browsers and lavapipe report; none for CPU targets."""
+        return 128 * 2**20 if self.gpu else None
+
+
+class BundleFormat(str, enum.Enum):
+    TASK = "task"
+    LITERTLM = "litertlm"
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+
+def parse_enum(kind: type[enum.Enum], value: str, what: str) -> enum.Enum:
+    """Parse a closed choice, naming the valid values when the input is not one of them."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)  # type: ignore[attr-defined]
+        raise SpecError(f"unknown {what} {value!r}; choose one of: {choices}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantSpec:
+    """One bundle to build: how to quantize, how big a KV cache, which prefill signatures, which file format."""
+
+    recipe: Recipe
+    ekv: int
+    prefill_lengths: tuple[int, ...] = DEFAULT_PREFILL_LENGTHS
+    formats: tuple[BundleFormat, ...] = (BundleFormat.TASK,)
+    target: Target = Target.ANDROID_CPU
+    output_name: str | None = None
+    """File stem; None means Google's litert-community naming (see `sdk_build.naming`)."""
+    gpu_buffer_limit: int | None = None
+    """Bytes every weight tensor must fit as one GPU buffer; None: the target's default
+    (`Target.default_gpu_buffer_limit`), 0: no limit. Decides the GPU layout (`sdk_build.gpu.layout`)."""
+
+    def __post_init__(self) -> None:
+        if self.ekv <= 0:
+            raise SpecError(f"ekv must be a positive number of tokens, got {self.ekv}")
+        if not self.prefill_lengths:
+            raise SpecError("at least one prefill length is needed")
+        if any(length <= 0 for length in self.prefill_lengths):
+            raise SpecError(f"prefill lengths must be positive, got {list(self.prefill_lengths)}")
+        largest = max(self.prefill_lengths)
+        if self.ekv < largest:
+            raise SpecError(
+                f"ekv {self.ekv} is smaller than the largest prefill length {largest}: the KV cache must hold a "
+                f"whole prefill; raise --ekv to at least {largest} or drop that prefill length"
+            )
+        if not self.formats:
+            raise SpecError("at least one bundle format is needed")
+        if self.gpu_buffer_limit is not None and self.gpu_buffer_limit < 0:
+            raise SpecError(f"the GPU buffer limit must be a positive number of bytes (or 0: none), got {self.gpu_buffer_limit}")
+
+    @property
+    def buffer_limit(self) -> int | None:
+        """The GPU buffer limit in force: the explicit one, else the target's default; None when there is none."""
+        limit = self.gpu_buffer_limit if self.gpu_buffer_limit is not None else self.target.default_gpu_buffer_limit
+        return limit or None
+
+    @property
+    def export_key(self) -> tuple[int, tuple[int, ...], int | None, bool]:
+        """Variants sharing this key share one float export: quantization happens after it. The GPU buffer limit
+        and GPU-ness are part of it because the GPU layout and F16 safety change the exported model."""
+        return (self.ekv, tuple(sorted(self.prefill_lengths)), self.buffer_limit, self.target.gpu)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "recipe": self.recipe.value,
+            "ekv": self.ekv,
+            "prefill_lengths": list(self.prefill_lengths),
+            "formats": [fmt.value for fmt in self.formats],
+            "target": self.target.value,
+            "output_name": self.output_name,
+            **({"gpu_buffer_limit": self.buffer_limit} if self.buffer_limit else {}),
+        }
+
+
+def default_prefill_lengths(ekv: int) -> tuple[int, ...]:
+    """The default signatures that fit a KV cache of `ekv` tokens: `--ekv 1024` alone must build, not fail on the
+    1280-token signature it did not ask for."""
+    return tuple(n for n in DEFAULT_PREFILL_LENGTHS if n <= int(ekv)) or (min(DEFAULT_PREFILL_LENGTHS[0], int(ekv)),)
+
+
+def make_variant(
+    recipe: str,
+    ekv: int,
+    prefill_lengths: Sequence[int] | None = None,
+    formats: Sequence[str] = ("task",),
+    target: str = "android-cpu",
+    output_name: str | None = None,
+    gpu_buffer_limit: int | None = None,
+) -> VariantSpec:
+    """Build a VariantSpec from plain strings (CLI flags, TOML), with clear errors for bad values."""
+    return VariantSpec(
+        recipe=parse_enum(Recipe, recipe, "recipe"),  # type: ignore[arg-type]
+        ekv=int(ekv),
+        prefill_lengths=tuple(int(n) for n in prefill_lengths) if prefill_lengths else default_prefill_lengths(ekv),
+        formats=tuple(parse_enum(BundleFormat, f, "format") for f in formats),  # type: ignore[misc]
+        target=parse_enum(Target, target, "target"),  # type: ignore[arg-type]
+        output_name=output_name,
+        gpu_buffer_limit=gpu_buffer_limit,
+    )

@@ -1,0 +1,1 @@
+"""Blueprints: `pages` (HTML + vendored runtime), `files` (bundle downloads), `api` (JSON)."""
