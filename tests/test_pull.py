@@ -282,6 +282,9 @@ def test_hf_catalog_goes_through_huggingface_hub(origin: Path, tmp_path: Path, m
     write_catalog(repo)
     commit = "c0ffee" + "0" * 34
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants  # reads HF_HUB_OFFLINE once, at import: an earlier test may have set it
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with static_host(repo, hf_repo=HF_REPO, commit=commit) as (base, log):
         monkeypatch.setenv("HF_ENDPOINT", base)
         report = pull(f"hf:{HF_REPO}", tmp_path / "models", Selection(target="web-gpu"), cache_dir=tmp_path / "cache")
@@ -303,6 +306,9 @@ def test_hf_catalog_offline_fails_quickly_with_a_clear_message(tmp_path: Path, m
         closed_port = probe.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants  # reads HF_HUB_OFFLINE once, at import: an earlier test may have set it
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     started = time.monotonic()
     with pytest.raises(PullError, match=rf"offline or blocked \(127.0.0.1:{closed_port}: Connection refused\)"):
         pull(f"hf:{HF_REPO}", tmp_path / "models", Selection(), cache_dir=tmp_path / "cache")
