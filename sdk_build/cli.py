@@ -9,8 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdk_build.errors import BuildError
+from sdk_build.errors import BuildError, find_os_error, os_error_message
 from sdk_build.sources.resolve import DEFAULT_CHECKPOINT
+from sdk_build.terminal import printable
 
 
 def _existing_path(value: str) -> Path:
@@ -255,9 +256,9 @@ def run_pull(args: argparse.Namespace) -> int:
                           model=args.model, file=args.file)
     if args.list:
         catalog, chosen = plan(args.source, selection, timeout=args.timeout, cache_dir=args.cache_dir)
-        print(f"catalog: {catalog.location}")
-        for bundle in chosen:
-            print(f"{bundle.file}\t{bundle.bytes}\t{bundle.sha256}\t{','.join(bundle.targets)}")
+        print(f"catalog: {printable(catalog.location)}")
+        for bundle in chosen:  # every field is the catalog's: printed harmless
+            print(printable(f"{bundle.file}\t{bundle.bytes}\t{bundle.sha256}\t{','.join(bundle.targets)}"))
         return 0
     try:
         report = pull(args.source, args.dest, selection, retries=args.retries, timeout=args.timeout,
@@ -268,12 +269,12 @@ def run_pull(args: argparse.Namespace) -> int:
         return 130
     for result in report.results:
         rate = result.transferred / 1e6 / result.seconds if result.transferred and result.seconds else 0.0
-        print(f"{result.path}\t{result.status}\t{result.transferred} bytes transferred\t{result.seconds:.1f} s"
+        print(printable(f"{result.path}\t{result.status}\t{result.transferred} bytes transferred\t{result.seconds:.1f} s")
               + (f"\t{rate:.1f} MB/s" if rate else "") + ("\t(replaced a corrupt copy)" if result.replaced_bad_file else ""))
     for name, message in report.failures:
-        print(f"sdk-build: error: {message}", file=sys.stderr)
-    print(f"{len(report.results)} of {len(report.selected)} bundles in {args.dest}, "
-          f"{report.transferred} bytes transferred (catalog: {report.catalog})")
+        _print_error(message)
+    print(printable(f"{len(report.results)} of {len(report.selected)} bundles in {args.dest}, "
+                    f"{report.transferred} bytes transferred (catalog: {report.catalog})"))
     return 1 if report.failures else 0
 
 
@@ -294,11 +295,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except BuildError as exc:
-        print(f"sdk-build: error: {exc}", file=sys.stderr)
+        _print_error(str(exc), exc.details)
         return 2
     except KeyboardInterrupt:
         print("sdk-build: interrupted; no partial bundle was left under a final name", file=sys.stderr)
         return 130
+    except Exception as exc:  # a file-system failure from anywhere (ours, a converter's): one line, not a traceback
+        found = find_os_error(exc)
+        if found is None:
+            raise
+        _print_error(os_error_message(found))
+        return 2
+
+
+def _print_error(message: str, details: str = "") -> None:
+    """The one line a failure prints (text from outside made harmless: sdk_build.terminal), then any details."""
+    print(f"sdk-build: error: {printable(message)}", file=sys.stderr)
+    for line in details.splitlines():
+        print(f"  {printable(line)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
