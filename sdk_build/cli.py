@@ -240,11 +240,12 @@ def run_catalog(args: argparse.Namespace) -> int:
         return 0
     path, catalog = write_catalog(args.bundles, Path(args.output) if args.output else None)
     print(f"{'file':62} {'MiB':>8} {'runtime MiB':>11} {'min device':>10}  targets")
-    for bundle in catalog["bundles"]:
+    for bundle in catalog["bundles"]:  # the manifest's words: printed harmless
         memory = bundle["memory"]
-        print(f"{bundle['file']:62} {bundle['bytes'] / 2**20:8.1f} {memory['estimated_runtime_bytes'] / 2**20:11.1f} "
-              f"{memory['min_device_memory_bytes'] / 2**30:7.0f} GiB  {','.join(bundle['targets'])}")
-    print(f"wrote {path} ({len(catalog['bundles'])} bundles)")
+        print(printable(f"{bundle['file']:62} {bundle['bytes'] / 2**20:8.1f} "
+                        f"{memory['estimated_runtime_bytes'] / 2**20:11.1f} "
+                        f"{memory['min_device_memory_bytes'] / 2**30:7.0f} GiB  {','.join(bundle['targets'])}"))
+    print(printable(f"wrote {path} ({len(catalog['bundles'])} bundles)"))
     return 0
 
 
