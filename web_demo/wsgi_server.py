@@ -166,17 +166,23 @@ class BundleServer(TcpWSGIServer):
         return bool(self.accepting)  # never stop listening: a full server makes room instead (handle_accept)
 
     def handle_accept(self) -> None:
-        if len(self.active_channels) >= self.limits.connection_limit and not self._evict_one():
+        closing = sum(1 for c in self.active_channels.values() if c.will_close)
+        if len(self.active_channels) - closing >= self.limits.connection_limit and not self._evict_one():
             self._refuse_one()
             return
         super().handle_accept()
 
     def _evict_one(self) -> bool:
-        """Close the connection that has owed us a request the longest; False when every connection is busy."""
+        """Have the connection that has owed us a request the longest closed; False when every one is busy.
+
+        It is marked, not closed here: the loop closes it on its next pass. Closing it now would free its
+        descriptor for the connection about to be accepted, and an event poll() already reported for the old
+        socket in this pass would then be handed to the new one.
+        """
         waiting = [c for c in self.active_channels.values() if not c.busy and not c.will_close]
         if not waiting:
             return False
-        min(waiting, key=lambda c: c.waiting_since).handle_close()
+        min(waiting, key=lambda c: c.waiting_since).will_close = True
         return True
 
     def _refuse_one(self) -> None:
