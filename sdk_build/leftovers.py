@@ -31,9 +31,11 @@ def work_dir(parent: Path, prefix: str) -> Iterator[Path]:
     if not prefix.startswith(WORK_PREFIXES):
         raise ValueError(f"work folder prefix {prefix!r} is not one of {WORK_PREFIXES}")
     path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    fd = os.open(path / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # The lock file takes its name only once locked: a cleaner never finds it present but free while we start.
+    fd = os.open(path / f"{OWNER_LOCK}.new", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(path / f"{OWNER_LOCK}.new", path / OWNER_LOCK)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
