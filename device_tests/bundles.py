@@ -63,6 +63,7 @@ def select_bundles(bundles_dir: Path, selectors: Sequence[str] = (), formats: Se
                 bundle_format=entry.format,
                 prefill_signatures=tuple(entry.prefill_lengths),
                 bytes=entry.bytes,
+                largest_tensors=tuple(entry.extra.get("largest_tensors") or ()),
             )
         )
     if not chosen:

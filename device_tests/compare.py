@@ -50,6 +50,11 @@ def is_stand_in(result: BenchmarkResult) -> bool:
     return bool(extra.get("stand_in")) or "stand-in" in result.environment.device.lower()
 
 
+def is_software_adapter(result: BenchmarkResult) -> bool:
+    """A GPU run on a software Vulkan device (lavapipe, SwiftShader) ran on this CPU: no published GPU row applies."""
+    return result.environment.backend == "gpu" and bool((result.environment.extra or {}).get("adapter_software"))
+
+
 def device_names(result: BenchmarkResult) -> list[str]:
     """Every name the environment gives its device (marketing name, adb model, CPU brand)."""
     if is_stand_in(result):
@@ -59,9 +64,22 @@ def device_names(result: BenchmarkResult) -> list[str]:
     return [n for n in (env.device, str(extra.get("model", "")), str(extra.get("cpu_model", ""))) if n]
 
 
+GPU_DEFAULT_PRECISION = "F16"
+"""LiteRT's GPU backend runs F16 activations unless told otherwise ("System's default activation type for Text
+decoder is fp16"): the precision of a published GPU row that does not state one (seed 001's Android GPU rows)."""
+
+
+def baseline_precision(baseline: Baseline) -> str:
+    if baseline.backend == "gpu" and not baseline.precision:
+        return GPU_DEFAULT_PRECISION
+    return baseline.precision
+
+
 def bundle_matches(baseline: Baseline, result: BenchmarkResult) -> bool:
     """Same bundle and backend: the published file itself, or one built the same way (model, recipe, ekv)."""
-    if baseline.backend != (result.environment.backend or "cpu") or baseline.precision != result.precision:
+    backend = result.environment.backend or "cpu"
+    precision = result.precision or (GPU_DEFAULT_PRECISION if backend == "gpu" else "")
+    if baseline.backend != backend or baseline_precision(baseline) != precision:
         return False
     if baseline.file and PurePath(result.bundle_file).name == baseline.file:
         return True
@@ -150,6 +168,12 @@ def check_against_baselines(result: BenchmarkResult, baselines: BaselineSet, pol
         what = f"{result.model or '?'} {result.quantization} ekv{result.ekv} {result.environment.backend or 'cpu'}"
         what += f" {result.precision}" if result.precision else ""
         return [Check("baseline", V.NO_BASELINE, "", f"nothing published for {what}")]
+    if is_software_adapter(result):
+        devices = sorted({b.device.name for b in candidates})
+        adapter = (result.environment.adapter or {}).get("engine") or result.environment.device
+        return [Check("baseline", V.DIFFERENT_DEVICE, ",".join(b.id for b in candidates),
+                      f"software GPU adapter ({adapter}): never judged against published GPU rows "
+                      f"({', '.join(devices)})")]
     names = device_names(result)
     own_device = [b for b in candidates if b.device.matches(*names)]
     if not own_device:

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "surface",
         choices=(*SURFACES, "judge"),
-        help="host: this CPU via litert-lm; web: Chromium via the demo page; android: a phone via adb; "
+        help="host: this CPU via litert-lm; gpu: this machine's GPU engine via LiteRT-LM (F16 and F32; a software "
+        "Vulkan device such as lavapipe where there is no GPU); web: Chromium via the demo page; android: a phone via adb; "
         "judge: judge recorded result JSON files without running anything",
     )
     parser.add_argument("results", nargs="*", type=Path, help="judge only: BenchmarkResult JSON files (or lab reports)")
@@ -127,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pass --skip-warmup to litert-lm (no warm-up pass inside each process; faster, colder)",
     )
-    web = parser.add_argument_group("web")
-    web.add_argument("--precision", type=_precisions, default=("F16", "F32"), help="F16,F32 (default both)")
+    web = parser.add_argument_group("web and gpu")
+    web.add_argument("--precision", type=_precisions, default=("F16", "F32"),
+                     help="activation precisions to run, F16,F32 (default both; each is its own result)")
     web.add_argument("--chromium", default=None, help="Chromium/Chrome executable (default: found automatically)")
     android = parser.add_argument_group("android")
     android.add_argument("--serial", default=None, help="adb serial of the phone")

@@ -18,7 +18,7 @@ def utc_now() -> str:
 
 @dataclasses.dataclass
 class Environment:
-    surface: str  # "host" | "web" | "android"
+    surface: str  # "host" | "web" | "android" | "gpu"
     device: str  # e.g. "Samsung S24 Ultra", "MacBook Pro M4 Max", "x86-64 host (2 cores)"
     os: str = ""
     backend: str = ""  # "cpu" | "gpu"
@@ -47,7 +47,7 @@ class BenchmarkResult:
     ekv: int
     prefill_tokens: int
     decode_tokens: int
-    precision: str  # "" for CPU, "F16"/"F32" on the web
+    precision: str  # "" for CPU, "F16"/"F32" on the web and the GPU engine
     environment: Environment
     samples: list[RunSample]
     peak_memory_bytes: int | None = None

@@ -26,7 +26,7 @@ from device_tests.report_html import render_report
 from device_tests.report_json import write_json_report
 from device_tests.runners.host import BundleInfo
 
-SURFACES = ("host", "web", "android")
+SURFACES = ("host", "web", "android", "gpu")
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
@@ -124,6 +124,20 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
             for bundle in bundles:
                 for result in run_web_benchmark(base_url, bundle, web_options):
                     on_result(result)
+    elif request.surface == "gpu":
+        from device_tests.runners.gpu import GpuRunOptions, run_gpu_benchmark
+
+        gpu_options = GpuRunOptions(
+            prefill_tokens=request.prefill_tokens,
+            decode_tokens=request.decode_tokens,
+            runs=request.runs,
+            warmup=request.warmup,
+            precisions=request.precisions,
+            timeout_s=request.timeout_s,
+        )
+        for bundle in bundles:
+            for result in run_gpu_benchmark(bundle, gpu_options):
+                on_result(result)
     else:
         from device_tests.runners.android import AndroidRunOptions, run_android
 

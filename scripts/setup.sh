@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything gemma-edge needs, idempotently: a Python 3.11 virtualenv with the pinned packages,
-# Debian's chromium and adb where missing, and the web demo's pinned npm packages.
+# Debian's chromium and adb where missing, a Vulkan driver (lavapipe) where there is none, and the web demo's
+# pinned npm packages.
 # Re-running it on a set-up machine takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,34 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "setup: please install ${need_apt[*]} (no apt-get here); browser and adb tests will be skipped"
   fi
+fi
+
+# A Vulkan driver for LiteRT-LM's GPU engine (`sdk-build verify --backend gpu`, `lab gpu`): lavapipe, Mesa's
+# software Vulkan driver, where the machine has none. Dawn (the engine's WebGPU layer) refuses the lavapipe of
+# Debian 12's own Mesa 22.3 ("shaderUniform*ArrayDynamicIndexing required"); bookworm-backports' Mesa 25 works.
+# A machine whose Vulkan already offers a device (a real GPU) is left alone.
+if ! .venv/bin/python -m sdk_build.gpu.vulkan >/dev/null 2>&1 || ! dpkg --compare-versions \
+     "$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo 0)" ge 24; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if .venv/bin/python -m sdk_build.gpu.vulkan 2>/dev/null | grep -qv "software"; then
+    :  # a hardware Vulkan device is there: nothing to install
+  elif command -v apt-get >/dev/null 2>&1; then
+    codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+    suite=()
+    if [ "$codename" = bookworm ]; then
+      list=/etc/apt/sources.list.d/gemma-edge-bookworm-backports.list
+      if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$list" >/dev/null
+      fi
+      suite=(-t bookworm-backports)
+    fi
+    echo "setup: installing lavapipe (Mesa's software Vulkan driver${suite:+, from bookworm-backports})"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${suite[@]}" mesa-vulkan-drivers libvulkan1 >/dev/null
+  else
+    echo "setup: please install a Vulkan driver (Mesa's lavapipe, 24 or newer); GPU-engine checks will refuse to run"
+  fi
+  .venv/bin/python -m sdk_build.gpu.vulkan || echo "setup: warning: still no usable Vulkan device"
 fi
 
 if [ -f web_demo/package-lock.json ] && [ ! -d web_demo/node_modules/@mediapipe/tasks-genai ]; then

@@ -77,6 +77,22 @@ WEB_PRECISION = {
 RUNTIMES = {"task": ["mediapipe-llm-inference", "litert-lm"], "litertlm": ["litert-lm"]}
 
 
+def _gpu_needs(entry: BundleEntry) -> dict[str, Any]:
+    """What a GPU runtime must offer (`precision.gpu`), from what the build recorded: the largest single buffer
+    (compare with WebGPU's `maxStorageBufferBindingSize`), the layout's limit, and whether the model was made safe
+    for F16 (`sdk_build/gpu/f16.py`). Absent for bundles built before these were recorded."""
+    extra = entry.extra or {}
+    largest = extra.get("largest_tensors") or []
+    if not largest:
+        return {}
+    return {"gpu": {
+        "max_buffer_bytes": max(int(t["bytes"]) for t in largest),
+        "buffer_limit": extra.get("gpu_buffer_limit"),
+        "f16_safe": "residual_scale" in extra,
+        "residual_scale": extra.get("residual_scale"),
+    }}
+
+
 def model_shape(entry: BundleEntry) -> ModelShape:
     """The shape the bundle was exported from: recorded by the build, else the known shape of its model name."""
     recorded = entry.extra.get("model_shape")
@@ -94,8 +110,9 @@ def model_shape(entry: BundleEntry) -> ModelShape:
 
 
 def _public_checkpoint(ref: str) -> str:
-    """Reference names are public (embedded:, random:, hf:); a local folder is reduced to its name."""
-    if ref.split(":", 1)[0] in {"embedded", "random", "hf"}:
+    """Reference names are public (embedded:, random:, hf:, modelscope:); a local folder or file is reduced to its
+    name."""
+    if ref.split(":", 1)[0] in {"embedded", "random", "hf", "modelscope"}:
         return ref
     return "local:" + Path(ref).name
 
@@ -157,6 +174,7 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
             "activations": "float32",
             "kv_cache": KV_CACHE_DTYPE,
             "web": dict(WEB_PRECISION) if Target.WEB_GPU.value in targets else None,
+            **_gpu_needs(entry),
         },
         "memory": memory.to_dict(),
         "chat": {
@@ -170,6 +188,7 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
         "source": {
             "checkpoint": _public_checkpoint(entry.checkpoint.get("ref", "")),
             "checkpoint_fingerprint": entry.checkpoint.get("fingerprint", ""),
+            **{f"checkpoint_{key}": entry.checkpoint[key] for key in ("format", "quantization") if key in entry.checkpoint},
             "created_utc": entry.created_utc,
             "tool_versions": dict(entry.tool_versions),
             "reproducible": entry.reproducible,

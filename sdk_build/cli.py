@@ -31,6 +31,20 @@ def _positive_int(value: str) -> int:
     return number
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def _byte_size(value: str) -> int:
+    """A byte count such as 134217728, 128MiB or 256MB (0 allowed: "none")."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size; write e.g. 134217728, 128MiB or 256MB")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache for checkpoints and float exports "
                         "(default $GEMMA_EDGE_CACHE or ~/.cache/gemma-edge)")
@@ -65,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="build one variant (.task and/or .litertlm) into an output folder")
     build.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                       help="embedded:gemma3-270m (default), a local HF folder, hf:ORG/NAME[@REV], random:gemma3-1b")
+                       help="embedded:gemma3-270m (default), a local HF or MLX folder, FILE.gguf, hf:ORG/NAME[@REV], "
+                       "modelscope:ORG/NAME[@REV], random:gemma3-1b")
     build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe))
     build.add_argument("--ekv", type=_positive_int, required=True, help="KV cache size in tokens")
     build.add_argument("--prefill", type=_positive_int, action="append",
@@ -75,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--target", default=Target.ANDROID_CPU.value, choices=[t.value for t in Target])
     build.add_argument("--output", type=Path, default=Path("bundles"), help="output folder (default bundles/)")
     build.add_argument("--name", help="output file stem (default: seed 001's naming scheme)")
+    build.add_argument("--gpu-buffer-limit", type=_byte_size, default=None, metavar="BYTES",
+                       help="largest GPU buffer a weight may need, e.g. 128MiB or 256MB (default: 128MiB for GPU "
+                            "targets, none for CPU targets; 0: none): sets the GPU layout (sdk_build/gpu/layout.py)")
     build.add_argument("--force", action="store_true", help="rebuild even if an identical bundle exists")
     build.add_argument("--allow-custom-shape", action="store_true",
                        help="accept Gemma-3-shaped models other than 270M/1B (tiny test models)")
@@ -86,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--checkpoint", help="checkpoint the bundle came from (default: from manifest.json)")
     verify.add_argument("--tokens", type=_positive_int, default=16, help="greedy tokens per prompt (default 16)")
     verify.add_argument("--prompt", action="append", help="prompt (repeatable; default: four fixed prompts)")
-    verify.add_argument("--threads", type=_positive_int, default=2)
+    verify.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (CPU backend; default 2)")
+    verify.add_argument("--backend", choices=["cpu", "gpu"], default="cpu",
+                        help="cpu (default): LiteRT-LM's XNNPACK backend; gpu: its GPU backend (WebGPU over Vulkan: "
+                             "a GPU, or lavapipe / SwiftShader in software)")
+    verify.add_argument("--precision", choices=["f16", "f32", "both"], default=None,
+                        help="GPU activation precision; both (default) runs and reports F16 and F32 separately")
     verify.add_argument("--min-agreement", type=float, default=None, help="fail below this top-1 agreement (0-1)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(verify)
@@ -139,7 +162,8 @@ def run_build(args: argparse.Namespace) -> int:
     from sdk_build.spec import make_variant
 
     variant = make_variant(
-        args.recipe, args.ekv, args.prefill, formats=args.format or ["task"], target=args.target, output_name=args.name
+        args.recipe, args.ekv, args.prefill, formats=args.format or ["task"], target=args.target, output_name=args.name,
+        gpu_buffer_limit=args.gpu_buffer_limit,
     )
     outcome = build(
         args.checkpoint, variant, args.output, cache_dir=args.cache_dir, allow_custom_shape=args.allow_custom_shape,
@@ -153,29 +177,61 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_verify(args: argparse.Namespace) -> int:
-    from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle
+def _engine_configs(args: argparse.Namespace) -> list:
+    from sdk_build.engine import EngineConfig
 
-    report = verify_bundle(
-        args.bundle, args.checkpoint, cache_dir=args.cache_dir, new_tokens=args.tokens,
-        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS, threads=args.threads,
+    if args.backend == "cpu":
+        if args.precision is not None:
+            raise BuildError("--precision is for --backend gpu (the CPU backend runs float32 activations)")
+        return [EngineConfig(threads=args.threads)]
+    precisions = ("f16", "f32") if args.precision in (None, "both") else (args.precision,)
+    return [EngineConfig(backend="gpu", precision=p) for p in precisions]
+
+
+def _print_report(report) -> None:
+    where = report.run_label
+    if report.adapter:
+        device = report.adapter["device"]
+        print(f"{where} adapter: {report.adapter.get('engine') or device['name']}; Vulkan: {device['name']} "
+              f"({device['driver']}{', software' if device['software'] else ''}), f16 {'yes' if device['f16'] else 'no'}, "
+              f"max storage buffer {device['max_storage_buffer_range']:,} bytes")
+    for result in report.results:
+        print(f"prompt:    {result.prompt!r}")
+        print(f"  bundle:    {result.bundle_text!r}")
+        print(f"  reference: {result.reference_text!r}")
+        print(f"  teacher-forced top-1 {result.forced_matches}/{result.forced_positions}; free-running "
+              + (f"diverges at token {result.first_divergence}" if result.first_divergence is not None else "identical"))
+    if report.reference:
+        print(f"reference: {report.reference} ({report.checkpoint})")
+    print(f"{report.bundle} [{where}]: top-1 agreement {report.top1_agreement:.1%} (teacher-forced, "
+          f"{sum(r.forced_positions for r in report.results)} positions over {len(report.results)} prompts); "
+          f"free-running {report.free_running_agreement:.1%}")
+    for problem in report.problems:
+        print(f"FAIL [{where}]: {problem}")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle_runs
+
+    reports = verify_bundle_runs(
+        args.bundle,
+        _engine_configs(args),
+        args.checkpoint,
+        cache_dir=args.cache_dir,
+        new_tokens=args.tokens,
+        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS,
         min_agreement=args.min_agreement,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        data = [r.to_dict() for r in reports]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
     else:
-        for result in report.results:
-            print(f"prompt:    {result.prompt!r}")
-            print(f"  bundle:    {result.bundle_text!r}")
-            print(f"  reference: {result.reference_text!r}")
-            print(f"  teacher-forced top-1 {result.forced_matches}/{result.forced_positions}; free-running "
-                  + (f"diverges at token {result.first_divergence}" if result.first_divergence is not None else "identical"))
-        print(f"{report.bundle}: top-1 agreement {report.top1_agreement:.1%} (teacher-forced, "
-              f"{sum(r.forced_positions for r in report.results)} positions over {len(report.results)} prompts); "
-              f"free-running {report.free_running_agreement:.1%}")
-        for problem in report.problems:
-            print(f"FAIL: {problem}")
-    return 0 if report.passed else 1
+        for report in reports:
+            _print_report(report)
+        if len(reports) > 1:
+            print("summary: " + "; ".join(f"{r.run_label} top-1 {r.top1_agreement:.1%}"
+                                          f"{'' if r.passed else ' FAIL'}" for r in reports))
+    return 0 if all(r.passed for r in reports) else 1
 
 
 def run_build_defaults(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from sdk_build.atomic import check_free_space, move_into_place
+from sdk_build.atomic import atomic_path, check_free_space, move_into_place
+from sdk_build.gpu.layout import split_tied_embedding
 from sdk_build.leftovers import work_dir
 from sdk_build.sources.checkpoint import Checkpoint
 
@@ -30,6 +31,13 @@ class ExportOptions:
     gpu_dynamic_shapes: bool = False
     """litert-torch's GPU option: cache and prefill sizes become "magic" primes (1280 -> 1283) that a GPU delegate
     recognises as dynamic and resizes at initialisation; CPU runtimes take them as fixed sizes."""
+    f16_safe: bool = False
+    """Scale the residual stream by a power of two chosen from the model's own peaks (`sdk_build.gpu.f16`), so a GPU
+    in half precision does not overflow; outputs are unchanged. The scale found is written beside the export
+    (`export_facts`)."""
+    embedding_splits: int = 1
+    """Column blocks of the tied embedding / LM head table (`sdk_build.gpu.layout`): 1 is the table as one tensor;
+    GPU targets cut it so that every block fits one GPU buffer. The float model computes the same function."""
     lightweight_conversion: bool = True
     """litert-torch's `lightweight_conversion`: weights enter the MLIR module as resource constants instead of
     being copied into it, and LiteRT's runtime folds what the MLIR folder then cannot. The graph, its buffers and
@@ -46,6 +54,10 @@ class ExportOptions:
             del settings["gpu_dynamic_shapes"]
         if self.lightweight_conversion:
             del settings["lightweight_conversion"]
+        if self.embedding_splits == 1:
+            del settings["embedding_splits"]
+        if not self.f16_safe:
+            del settings["f16_safe"]
         return settings
 
     def key(self) -> str:
@@ -84,6 +96,16 @@ def export_float_tflite(
     check_free_space(destination.parent, int(params * 4 * 1.2))
     prefill_lengths, ekv = export_sizes(prefill_lengths, ekv, options)
     model = load_torch_model(checkpoint, mask_cache_size=ekv, lora_inputs=bool(options.lora_ranks))
+    split_tied_embedding(model, options.embedding_splits)
+    facts: dict[str, object] = {}
+    if options.f16_safe:
+        import sentencepiece as spm
+
+        from sdk_build.gpu.f16 import measure_stream, scale_residual_stream
+
+        peaks = measure_stream(model, spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path)))
+        scale_residual_stream(model, peaks.scale())
+        facts.update(residual_scale=peaks.scale(), stream_peak=peaks.max_abs, stream_peak_mean_square=peaks.max_mean_square)
     export_config = converter.ExportConfig(
         mask_as_input=options.mask_as_input,
         kvcache_layout=kv_cache.KV_LAYOUT_TRANSPOSED if options.transposed_kv_cache else kv_cache.KV_LAYOUT_DEFAULT,
@@ -106,8 +128,22 @@ def export_float_tflite(
             from sdk_build.lora.signatures import promote_lora_signatures
 
             promote_lora_signatures(Path(produced))  # LiteRT-LM binds LoRA inputs on prefill_N/decode only
+        with atomic_path(facts_path(destination)) as tmp:
+            tmp.write_text(json.dumps(facts, sort_keys=True))
         move_into_place(Path(produced), destination)  # renamed from the work folder: no big temporary file outside it
     return destination
+
+
+def facts_path(export: Path) -> Path:
+    return export.with_name(export.name + ".json")
+
+
+def export_facts(export: Path) -> dict[str, object]:
+    """What the export found out about the model (the F16-safety scale); {} for exports made before it was recorded."""
+    try:
+        return dict(json.loads(facts_path(export).read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 @contextlib.contextmanager

@@ -50,7 +50,8 @@ class Matrix:
             if only and target not in only:
                 continue
             for spec in variants:
-                key = (spec.recipe, spec.ekv, spec.prefill_lengths, spec.formats, spec.output_name)
+                key = (spec.recipe, spec.ekv, spec.prefill_lengths, spec.formats, spec.output_name,
+                       dataclasses.replace(spec, target=target).buffer_limit)
                 if key in merged:
                     merged[key] = dataclasses.replace(merged[key], targets=merged[key].targets + (target,))
                 else:

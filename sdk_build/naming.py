@@ -14,8 +14,9 @@ def bundle_stem(checkpoint: Checkpoint, variant: VariantSpec) -> str:
     prefill = (
         "multi-prefill-seq" if len(variant.prefill_lengths) > 1 else f"prefill-seq{variant.prefill_lengths[0]}"
     )
-    web = "_web" if variant.target.value == "web-gpu" else ""
-    return f"{checkpoint.display_name}_{prefill}_{variant.recipe.file_tag}_ekv{variant.ekv}{web}"
+    # GPU targets carry the GPU layout (sdk_build.gpu.layout), so their files differ from the CPU ones
+    suffix = {"web-gpu": "_web", "android-gpu": "_gpu"}.get(variant.target.value, "")
+    return f"{checkpoint.display_name}_{prefill}_{variant.recipe.file_tag}_ekv{variant.ekv}{suffix}"
 
 
 def bundle_filename(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat) -> str:

@@ -30,15 +30,18 @@ from typing import TYPE_CHECKING
 from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.disk_space import build_needs, check_space
 from sdk_build.errors import BuildError, file_system_errors
-from sdk_build.export import ExportOptions, float_export_path
+from sdk_build.export import ExportOptions, export_facts, float_export_path
+from sdk_build.gpu.buffers import tensor_sizes
+from sdk_build.gpu.layout import embedding_splits
 from sdk_build.leftovers import remove_leftovers, work_dir
 from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
 from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
 from sdk_build.naming import bundle_filename, bundle_stem
 from sdk_build.preflight import check_build_inputs, check_writable_folder
 from sdk_build.progress import console, status
-from sdk_build.quantize import build_recipe, quantize_tflite
+from sdk_build.quantize import build_recipe, embedding_storage, quantize_tflite
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
+from sdk_build.sources.provenance import warn_requantization_once
 from sdk_build.spec import BundleFormat, VariantSpec
 from sdk_build.terminal import markup_safe
 from sdk_build.versions import tool_versions
@@ -70,6 +73,17 @@ def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFo
         "tools": tool_versions(),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def export_options_for(variant: VariantSpec, checkpoint: Checkpoint, options: ExportOptions) -> ExportOptions:
+    """`options` with what a GPU target needs: the layout its buffer limit asks for (`sdk_build.gpu.layout`) and
+    the F16-safe residual scale (`sdk_build.gpu.f16`)."""
+    if variant.target.gpu:
+        options = dataclasses.replace(options, f16_safe=True)
+    if variant.buffer_limit:
+        parts = embedding_splits(checkpoint.shape, variant.buffer_limit, embedding_storage(variant.recipe))
+        options = dataclasses.replace(options, embedding_splits=parts)
+    return options
 
 
 def is_up_to_date(output_dir: Path, entry: BundleEntry | None, fingerprint: str) -> bool:
@@ -139,6 +153,8 @@ def build(
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
+    export_options = export_options_for(variant, checkpoint, export_options)
+    warn_requantization_once(checkpoint, variant.recipe.value)
     check_writable_folder(output_dir, "--output")
     _remove_leftovers(output_dir)
     manifest = load_manifest(output_dir)
@@ -160,12 +176,15 @@ def build(
         tokenizer_bytes=checkpoint.tokenizer_path.stat().st_size,
     ))
     float_path, export_peak = ensure_float_export(checkpoint, variant, cache, export_options)
+    facts = export_facts(float_path)
     template = prompt_template(checkpoint.instruction_tuned)
     entries: list[BundleEntry] = []
     with file_system_errors(f"cannot write the bundles into {output_dir}"), work_dir(output_dir, ".build-") as workdir:
         quantized = workdir / f"{bundle_stem(checkpoint, variant)}.tflite"
         with status(f"quantize {variant.recipe.value}"):
             quantize_tflite(float_path, variant.recipe, quantized)
+        # what a GPU engine must fit in single buffers: `verify --backend gpu` and the lab check it against the adapter
+        largest = [t.to_dict() for t in tensor_sizes(quantized.read_bytes())[:3]]
         for fmt, (name, fingerprint) in wanted.items():
             with status(f"bundle {markup_safe(name)}"):
                 staged = write_bundle(
@@ -185,13 +204,16 @@ def build(
                 start_token=START_TOKEN,
                 stop_tokens=list(STOP_TOKENS),
                 prompt_template=template.to_dict(),
-                checkpoint={"ref": checkpoint.ref, "fingerprint": checkpoint.fingerprint},
+                checkpoint={"ref": checkpoint.ref, "fingerprint": checkpoint.fingerprint,
+                            **checkpoint.source.manifest_fields()},
                 spec_fingerprint=fingerprint,
                 tool_versions=tool_versions(),
                 build_seconds=round(time.monotonic() - started, 2),
                 peak_rss_bytes=max(export_peak, own_peak_rss_bytes()),
                 created_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 extra={"tflite_bytes": quantized.stat().st_size, "export_options": export_options.identity(),
+                       "gpu_buffer_limit": variant.buffer_limit, "largest_tensors": largest,
+                       **({"residual_scale": facts["residual_scale"]} if "residual_scale" in facts else {}),
                        # the catalog's memory estimate needs the shape, also for custom (tiny) models
                        "model_shape": dataclasses.asdict(checkpoint.shape)},
                 reproducible=True,

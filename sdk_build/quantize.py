@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from sdk_build.atomic import atomic_path
+from sdk_build.gpu.layout import EmbeddingStorage
 from sdk_build.spec import Recipe
 
 
@@ -34,7 +35,8 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
 
     Each entry is (output-name regex, op, bits, granularity); later entries override earlier ones for the ops
     they match. The block recipes add int8 per-channel for both users of Gemma's tied embedding table, the
-    lookup and the LM head (the FULLY_CONNECTED op whose output litert-torch names `*logits*`). Both must get
+    lookup and the LM head (the FULLY_CONNECTED op whose output litert-torch names `*logits*`, or, in the GPU
+    layout, the parts under `lm_head`). Both must get
     the same quantization: when they differ, ai-edge-quantizer keeps one copy of the 1B model's 262144 x 1152
     table per consumer and per signature (5 int8 copies + 1 int4 copy: a 2 GB file).
     """
@@ -46,6 +48,8 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
     int8_tied_embedding = [
         (".*", ops.EMBEDDING_LOOKUP, 8, granularity.CHANNELWISE),
         (".*logits.*", ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE),
+        # the GPU layout's LM head parts (sdk_build/gpu/layout.py) are named after the module, not `logits`
+        (".*lm_head.*", ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE),
     ]
     plan: dict[Recipe, list[tuple]] = {
         Recipe.DYNAMIC_INT8: [(".*", ops.ALL_SUPPORTED, 8, granularity.CHANNELWISE)],
@@ -59,6 +63,16 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
     for regex, operation, bits, gran in plan[recipe]:
         manager.add_dynamic_config(regex=regex, operation_name=operation, num_bits=bits, granularity=gran)
     return manager.get_quantization_recipe()
+
+
+def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
+    """How `recipe` stores the tied embedding table (the table above): what the GPU layout must fit per buffer."""
+    return {
+        Recipe.FP32: EmbeddingStorage(bits=32),
+        Recipe.DYNAMIC_INT4_BLOCK32_ALL: EmbeddingStorage(bits=4, block=32),
+        Recipe.DYNAMIC_INT4_BLOCK128_ALL: EmbeddingStorage(bits=4, block=128),
+        Recipe.INT4_QAT: EmbeddingStorage(bits=4),
+    }.get(recipe, EmbeddingStorage(bits=8))
 
 
 def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path) -> Path:

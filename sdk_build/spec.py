@@ -51,6 +51,17 @@ class Target(str, enum.Enum):
     IOS = "ios"
     WEB_GPU = "web-gpu"
 
+    @property
+    def gpu(self) -> bool:
+        """Bundles for this target run on a GPU engine (LiteRT-LM's GPU backend, MediaPipe's web runtime)."""
+        return self in (Target.ANDROID_GPU, Target.WEB_GPU)
+
+    @property
+    def default_gpu_buffer_limit(self) -> int | None:
+        """The largest single GPU buffer a bundle for this target may need: WebGPU's default storage-buffer
+        binding limit (128 MiB) for GPU targets, which phone browsers and lavapipe report; none for CPU targets."""
+        return 128 * 2**20 if self.gpu else None
+
 
 class BundleFormat(str, enum.Enum):
     TASK = "task"
@@ -81,6 +92,9 @@ class VariantSpec:
     target: Target = Target.ANDROID_CPU
     output_name: str | None = None
     """File stem; None means seed 001's scheme (see `sdk_build.naming`)."""
+    gpu_buffer_limit: int | None = None
+    """Bytes every weight tensor must fit as one GPU buffer; None: the target's default
+    (`Target.default_gpu_buffer_limit`), 0: no limit. Decides the GPU layout (`sdk_build.gpu.layout`)."""
 
     def __post_init__(self) -> None:
         if self.ekv <= 0:
@@ -101,11 +115,20 @@ class VariantSpec:
             )
         if not self.formats:
             raise SpecError("at least one bundle format is needed")
+        if self.gpu_buffer_limit is not None and self.gpu_buffer_limit < 0:
+            raise SpecError(f"the GPU buffer limit must be a positive number of bytes (or 0: none), got {self.gpu_buffer_limit}")
 
     @property
-    def export_key(self) -> tuple[int, tuple[int, ...]]:
-        """Variants sharing this key share one float export: quantization happens after it."""
-        return (self.ekv, tuple(sorted(self.prefill_lengths)))
+    def buffer_limit(self) -> int | None:
+        """The GPU buffer limit in force: the explicit one, else the target's default; None when there is none."""
+        limit = self.gpu_buffer_limit if self.gpu_buffer_limit is not None else self.target.default_gpu_buffer_limit
+        return limit or None
+
+    @property
+    def export_key(self) -> tuple[int, tuple[int, ...], int | None, bool]:
+        """Variants sharing this key share one float export: quantization happens after it. The GPU buffer limit
+        and GPU-ness are part of it because the GPU layout and F16 safety change the exported model."""
+        return (self.ekv, tuple(sorted(self.prefill_lengths)), self.buffer_limit, self.target.gpu)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -115,6 +138,7 @@ class VariantSpec:
             "formats": [fmt.value for fmt in self.formats],
             "target": self.target.value,
             "output_name": self.output_name,
+            **({"gpu_buffer_limit": self.buffer_limit} if self.buffer_limit else {}),
         }
 
 
@@ -125,6 +149,7 @@ def make_variant(
     formats: Sequence[str] = ("task",),
     target: str = "android-cpu",
     output_name: str | None = None,
+    gpu_buffer_limit: int | None = None,
 ) -> VariantSpec:
     """Build a VariantSpec from plain strings (CLI flags, TOML), with clear errors for bad values."""
     return VariantSpec(
@@ -134,4 +159,5 @@ def make_variant(
         formats=tuple(parse_enum(BundleFormat, f, "format") for f in formats),  # type: ignore[misc]
         target=parse_enum(Target, target, "target"),  # type: ignore[arg-type]
         output_name=output_name,
+        gpu_buffer_limit=gpu_buffer_limit,
     )

@@ -17,9 +17,12 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_texts
+from sdk_build.engine import open_engine as engine_open
 from sdk_build.errors import VerifyError
-from sdk_build.manifest import load_manifest
+from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.sources import resolve_checkpoint
+from sdk_build.sources.provenance import reference_description
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
@@ -51,6 +54,18 @@ class VerifyReport:
     new_tokens: int
     results: list[PromptResult]
     problems: list[str]
+    backend: str = "cpu"
+    precision: str | None = None
+    """GPU activation precision (f16 / f32); None on the CPU."""
+    adapter: dict | None = None
+    """GPU runs: the Vulkan device (`sdk_build.gpu.vulkan.VulkanDevice.to_dict()`) and the engine's own line."""
+
+    @property
+    def run_label(self) -> str:
+        return "CPU" if self.backend == "cpu" else f"GPU {(self.precision or '').upper()}"
+
+    reference: str = ""
+    """What the fp32 reference was built from, e.g. "fp32 model from the dequantized Q4_K_M GGUF weights"."""
 
     @property
     def top1_agreement(self) -> float:
@@ -166,33 +181,21 @@ def incremental_text(tokenizer, context_ids: Sequence[int], token: int) -> str:
     return tokenizer.decode(body + [token])[len(tokenizer.decode(body)) :]
 
 
-def open_engine(bundle: Path, ekv: int, threads: int):
-    from litert_lm import Backend, Engine
+def open_engine(bundle: Path, ekv: int, threads: int, config: EngineConfig | None = None,
+                cache_dir: Path | None = None) -> OpenedEngine:
+    """A LiteRT-LM engine for `bundle` (CPU by default), its caches under the gemma-edge cache, not beside it."""
+    from sdk_build.sources import default_cache_dir
 
+    config = config or EngineConfig(threads=threads)
     try:
-        return Engine(str(bundle), backend=Backend.CPU(thread_count=threads), max_num_tokens=ekv)
-    except Exception as exc:
-        raise VerifyError(f"LiteRT-LM could not load {bundle.name}: {exc}") from exc
+        return engine_open(bundle, ekv, config, Path(cache_dir) if cache_dir else default_cache_dir())
+    except EngineError as exc:
+        raise VerifyError(str(exc)) from exc
 
 
 def bundle_greedy(engine, prompts: list[str], max_tokens: int) -> list[tuple[str, str]]:
     """(text, error) per prompt from LiteRT-LM with top-1 sampling, at most `max_tokens` new tokens."""
-    from litert_lm import SamplerConfig
-
-    results = []
-    for prompt in prompts:
-        session = engine.create_session(
-            apply_prompt_template=False, sampler_config=SamplerConfig(top_k=1), max_output_tokens=max_tokens
-        )
-        try:
-            session.run_prefill([prompt])
-            texts = session.run_decode().texts
-            results.append((texts[0] if texts else "", ""))
-        except Exception as exc:  # the engine reports NaN/-1 ids and similar as RuntimeError
-            results.append(("", f"{type(exc).__name__}: {exc}"))
-        finally:
-            session.close()
-    return results
+    return greedy_texts(engine, prompts, max_tokens)
 
 
 def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]:
@@ -203,22 +206,105 @@ def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]
     return matching, divergence
 
 
-def _teacher_forced(model, engine, tokenizer, prompts, reference, results) -> None:
-    """Fill forced_matches/forced_positions: compare next-token picks along the reference continuation."""
-    contexts_text, contexts_ids, owners = teacher_forced_contexts(tokenizer, prompts, reference)
-    if not contexts_text:
-        return
-    expected_ids = reference_next_tokens(model, contexts_ids)
-    produced = bundle_greedy(engine, contexts_text, max_tokens=1)
-    for owner, ids, expected, (text, error) in zip(owners, contexts_ids, expected_ids, produced):
-        if tokenizer.is_byte(expected):
-            # A raw byte piece (part of a multi-byte character) has no text of its own: LiteRT-LM's streaming
-            # detokenizer withholds it, so this position cannot be judged through the text API.
-            results[owner].forced_skipped_byte_tokens += 1
-            continue
-        expected_text = incremental_text(tokenizer, ids, expected)
-        results[owner].forced_positions += 1
-        results[owner].forced_matches += int(not error and text == expected_text)
+@dataclasses.dataclass
+class ReferencePlan:
+    """What the fp32 reference says, and what to ask the bundle: computed once, run on any number of engines.
+
+    Plain data (JSON-able), so the bundle side can also run on another machine (`sdk_build.engine.run_plan`).
+    """
+
+    prompts: list[str]
+    new_tokens: int
+    reference: list[list[int]]
+    """The reference's greedy continuation ids per prompt."""
+    contexts: list[str]
+    """Teacher-forced contexts: every prefix of each reference continuation, as text."""
+    context_ids: list[list[int]]
+    owners: list[int]
+    expected: list[int]
+    """The reference's next token after each context."""
+
+    def engine_request(self) -> dict[str, object]:
+        return {"prompts": self.prompts, "new_tokens": self.new_tokens, "contexts": self.contexts}
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReferencePlan:
+        return cls(**data)
+
+
+def reference_plan(model, tokenizer, prompts: Sequence[str], new_tokens: int, cache_len: int) -> ReferencePlan:
+    reference = reference_greedy(model, tokenizer, tuple(prompts), new_tokens, cache_len)
+    texts, ids, owners = teacher_forced_contexts(tokenizer, prompts, reference)
+    expected = reference_next_tokens(model, ids) if ids else []
+    return ReferencePlan(list(prompts), new_tokens, reference, texts, ids, owners, expected)
+
+
+def run_plan(engine, plan: ReferencePlan) -> dict[str, list[tuple[str, str]]]:
+    """The bundle side: greedy continuations, then (when they all worked) one token after each context."""
+    greedy = bundle_greedy(engine, plan.prompts, plan.new_tokens)
+    forced = bundle_greedy(engine, plan.contexts, max_tokens=1) if not any(e for _, e in greedy) else []
+    return {"greedy": greedy, "forced": forced}
+
+
+def score(plan: ReferencePlan, produced: dict, tokenizer, bundle_name: str, ref: str,
+          min_agreement: float | None) -> VerifyReport:
+    """Compare what a bundle produced with the reference plan."""
+    results, problems = [], []
+    for prompt, ref_ids, (text, error) in zip(plan.prompts, plan.reference, produced["greedy"]):
+        ref_text = tokenizer.decode(ref_ids)
+        ref_tokens = tokenizer.encode(ref_text)
+        got_tokens = tokenizer.encode(text)[: len(ref_tokens) or None] if text else []
+        matching, divergence = compare(ref_tokens, got_tokens)
+        results.append(PromptResult(prompt, ref_text, text, ref_tokens, got_tokens, matching, divergence, error=error))
+        if error:
+            problems.append(f"{prompt!r}: LiteRT-LM failed: {error}")
+        elif ref_tokens and not got_tokens:
+            problems.append(f"{prompt!r}: the bundle generated nothing (NaN logits or a broken stop token?)")
+    if not problems:
+        for owner, ids, expected, (text, error) in zip(plan.owners, plan.context_ids, plan.expected, produced["forced"]):
+            if tokenizer.is_byte(expected):
+                # A raw byte piece (part of a multi-byte character) has no text of its own: LiteRT-LM's streaming
+                # detokenizer withholds it, so this position cannot be judged through the text API.
+                results[owner].forced_skipped_byte_tokens += 1
+                continue
+            expected_text = incremental_text(tokenizer, ids, expected)
+            results[owner].forced_positions += 1
+            results[owner].forced_matches += int(not error and text == expected_text)
+    report = VerifyReport(bundle_name, ref, plan.new_tokens, results, problems)
+    if min_agreement is not None and not problems and report.top1_agreement < min_agreement:
+        report.problems.append(f"top-1 agreement {report.top1_agreement:.1%} is below the required {min_agreement:.0%}")
+    return report
+
+
+def gpu_adapter(bundle: Path, entry: BundleEntry | None, config: EngineConfig) -> dict:
+    """The Vulkan device a GPU run will use, after checking it can run the bundle at all (one-line refusals)."""
+    from sdk_build.gpu.buffers import TensorSize, largest_tensors, over_limit
+    from sdk_build.gpu.vulkan import VulkanUnavailable, engine_device, list_devices
+
+    try:
+        device = engine_device(list_devices())
+    except VulkanUnavailable as exc:
+        raise VerifyError(f"cannot verify on the GPU: {exc}") from exc
+    if config.precision == "f16" and not device.f16:
+        raise VerifyError(
+            f"{device.name} has no 16-bit float support (shaderFloat16 {device.shader_float16}, "
+            f"storageBuffer16BitAccess {device.storage_buffer_16bit}): an F16 run there would not be F16; "
+            "use --precision f32, or a device with f16 (lavapipe from bash scripts/setup.sh has it)"
+        )
+    recorded = (entry.extra.get("largest_tensors") if entry else None) or []
+    tensors = [TensorSize.from_dict(t) for t in recorded] or largest_tensors(bundle)
+    over = over_limit(tensors, device.max_storage_buffer_range)
+    if over:
+        raise VerifyError(
+            f"{bundle.name}: its {over[0].describe()} is larger than {device.name}'s storage-buffer limit of "
+            f"{device.max_storage_buffer_range:,} bytes ({device.max_storage_buffer_range / 2**20:,.0f} MiB), so no "
+            "GPU engine can upload it there; rebuild it for a GPU target (--target web-gpu or android-gpu, which "
+            "cut the embedding into blocks that fit: sdk_build/gpu/layout.py) or use a device with a larger limit"
+        )
+    return device.to_dict()
 
 
 def verify_bundle(
@@ -230,7 +316,29 @@ def verify_bundle(
     prompts: tuple[str, ...] = DEFAULT_PROMPTS,
     threads: int = 2,
     min_agreement: float | None = None,
+    config: EngineConfig | None = None,
 ) -> VerifyReport:
+    """Verify `bundle` on one engine (the CPU by default): see `verify_bundle_runs`."""
+    config = config or EngineConfig(threads=threads)
+    return verify_bundle_runs(bundle, [config], checkpoint_ref, cache_dir=cache_dir, new_tokens=new_tokens,
+                              prompts=prompts, min_agreement=min_agreement)[0]
+
+
+def verify_bundle_runs(
+    bundle: Path,
+    configs: Sequence[EngineConfig],
+    checkpoint_ref: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+    new_tokens: int = 16,
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS,
+    min_agreement: float | None = None,
+) -> list[VerifyReport]:
+    """One report per engine config (CPU, GPU F16, GPU F32...), all against one fp32 reference pass.
+
+    GPU runs are checked first (a Vulkan device, f16 where F16 is asked for, every tensor within the device's
+    buffer limit): a run that cannot happen is refused with one line before anything is computed.
+    """
     import sentencepiece as spm
 
     from sdk_build.model_loader import load_torch_model
@@ -243,45 +351,77 @@ def verify_bundle(
         raise VerifyError(
             f"{bundle.name} is not in {bundle.parent}/manifest.json; pass --checkpoint to say which checkpoint it came from"
         )
+    adapters = {c.key: gpu_adapter(bundle, entry, c) for c in configs if c.backend == "gpu"}
     ref = checkpoint_ref or entry.checkpoint["ref"]  # type: ignore[union-attr]
     custom = entry is not None and entry.model == "gemma3-custom"
     checkpoint = resolve_checkpoint(ref, cache_dir, allow_custom_shape=custom or checkpoint_ref is not None)
     if entry is not None and entry.checkpoint["fingerprint"] != checkpoint.fingerprint:
         raise VerifyError(f"{ref} has changed since {bundle.name} was built (fingerprint differs); rebuild it")
     if entry is not None and entry.lora:
+        if any(c.backend != "cpu" for c in configs):
+            raise VerifyError(f"{bundle.name} carries a LoRA adapter: LiteRT-LM runs those on the CPU only")
         from sdk_build.lora.verify import verify_lora_bundle
 
-        return verify_lora_bundle(bundle, entry, checkpoint, cache_dir=cache_dir, new_tokens=new_tokens,
-                                  prompts=prompts, threads=threads, min_agreement=min_agreement)
+        return [verify_lora_bundle(bundle, entry, checkpoint, cache_dir=cache_dir, new_tokens=new_tokens,
+                                   prompts=prompts, threads=c.threads, min_agreement=min_agreement) for c in configs]
     ekv = entry.ekv if entry else 1024
     tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
     # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
     cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
-    model = load_torch_model(checkpoint, mask_cache_size=cache_len)  # loaded once, for both passes
-    engine = open_engine(bundle, ekv, threads)
-    try:
-        return _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement)
-    finally:
-        engine.close()
+    model = load_torch_model(checkpoint, mask_cache_size=cache_len)
+    plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
+    del model  # the fp32 model is not needed while engines run (1B: 4 GB)
+    reports = []
+    for config in configs:
+        if config.backend == "gpu":
+            produced, engine_adapter = run_plan_apart(bundle, ekv, config, cache_dir, plan)
+        else:
+            engine = open_engine(bundle, ekv, config.threads, config, cache_dir)
+            try:
+                produced, engine_adapter = run_plan(engine, plan), None
+            finally:
+                engine.close()
+        report = score(plan, produced, tokenizer, bundle.name, ref, min_agreement)
+        report.backend, report.precision = config.backend, config.precision
+        if config.backend == "gpu":
+            report.adapter = {"device": adapters[config.key], "engine": engine_adapter}
+        report.reference = reference_description(checkpoint.source)
+        reports.append(report)
+    return reports
+
+
+def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path | None,
+                   plan: ReferencePlan) -> tuple[dict, str | None]:
+    """The bundle side in a child process (`python -m sdk_build.engine`): LiteRT-LM's GPU backend crashes in a
+    process that has loaded TensorFlow, as the reference model's litert-torch does."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from sdk_build.sources import default_cache_dir
+
+    request = {"bundle": str(bundle.resolve()), "max_num_tokens": ekv, "backend": config.backend,
+               "precision": config.precision, "threads": config.threads,
+               "cache_root": str(Path(cache_dir) if cache_dir else default_cache_dir()), **plan.engine_request()}
+    with tempfile.TemporaryDirectory(prefix="gemma-edge-engine-") as work:
+        request_path, result_path, log_path = (Path(work) / n for n in ("request.json", "result.json", "engine.log"))
+        request_path.write_text(json.dumps(request))
+        with open(log_path, "w") as log:
+            code = subprocess.call([sys.executable, "-m", "sdk_build.engine", str(request_path), str(result_path)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        if code != 0 or not result_path.exists():
+            from sdk_build.engine import engine_reason
+
+            reason = engine_reason(log_path.read_text(errors="replace")) or f"exit status {code}"
+            raise VerifyError(f"LiteRT-LM crashed running {bundle.name} on {config.label}: {reason}")
+        result = json.loads(result_path.read_text())
+    if result["error"]:
+        raise VerifyError(result["error"])
+    return {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]]}, result["adapter"]
 
 
 def _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement) -> VerifyReport:
-    reference = reference_greedy(model, tokenizer, prompts, new_tokens, cache_len)
-    produced = bundle_greedy(engine, list(prompts), new_tokens)
-    results, problems = [], []
-    for prompt, ref_ids, (text, error) in zip(prompts, reference, produced):
-        ref_text = tokenizer.decode(ref_ids)
-        ref_tokens = tokenizer.encode(ref_text)
-        got_tokens = tokenizer.encode(text)[: len(ref_tokens) or None] if text else []
-        matching, divergence = compare(ref_tokens, got_tokens)
-        results.append(PromptResult(prompt, ref_text, text, ref_tokens, got_tokens, matching, divergence, error=error))
-        if error:
-            problems.append(f"{prompt!r}: LiteRT-LM failed: {error}")
-        elif ref_tokens and not got_tokens:
-            problems.append(f"{prompt!r}: the bundle generated nothing (NaN logits or a broken stop token?)")
-    if not problems:
-        _teacher_forced(model, engine, tokenizer, prompts, reference, results)
-    report = VerifyReport(bundle.name, ref, new_tokens, results, problems)
-    if min_agreement is not None and report.top1_agreement < min_agreement:
-        report.problems.append(f"top-1 agreement {report.top1_agreement:.1%} is below the required {min_agreement:.0%}")
-    return report
+    """Reference and bundle side in one go, for callers that hold both (LoRA verification)."""
+    plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
+    return score(plan, run_plan(engine, plan), tokenizer, bundle.name, ref, min_agreement)

@@ -114,11 +114,21 @@ def test_a_hung_run_times_out_and_is_killed(adb_server, standin_factory, tiny_ta
     assert phone.running_commands() == 0  # nothing left running on the phone
 
 
-def test_gpu_the_phone_cannot_run_is_unsupported_not_a_crash(adb_server, standin, tiny_task):
-    result = run_android_benchmark(standin.serial, tiny_task, binary_path=PLACEHOLDER_BINARY, backend="gpu", runs=1,
+def test_gpu_the_phone_cannot_run_is_unsupported_not_a_crash(adb_server, standin_factory, tiny_task):
+    phone = standin_factory(profile=DeviceProfile(gpu_driver=False))  # the engine finds no GPU it can use
+    result = run_android_benchmark(phone.serial, tiny_task, binary_path=PLACEHOLDER_BINARY, backend="gpu", runs=1,
                                    warmup=0, adb_port=adb_server.port, timeout_s=120, **SMALL)
     assert result.status == "unsupported" and result.samples == []
     assert "Failed to create engine" in result.message and result.environment.backend == "gpu"
+
+
+def test_gpu_the_phone_can_run_is_measured(adb_server, standin, tiny_task):
+    """The same phone with a GPU driver (the host's lavapipe): the GPU run is measured like a CPU one."""
+    result = run_android_benchmark(standin.serial, tiny_task, binary_path=PLACEHOLDER_BINARY, backend="gpu", runs=1,
+                                   warmup=0, adb_port=adb_server.port, timeout_s=120, **SMALL)
+    assert result.status == "ok", result.message
+    assert len(result.samples) == 1 and result.samples[0].decode_tokens_per_s > 0
+    assert result.environment.backend == "gpu"
 
 
 def test_cli_bench_writes_results_the_lab_reads(adb_server, standin, tiny_bundle_dir, tmp_path):

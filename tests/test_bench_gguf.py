@@ -86,14 +86,14 @@ def test_writer_round_trip(template: Path, tensors: dict[str, np.ndarray], tmp_p
     assert reader.fields["general.name"].contents() == "tiny"
     assert reader.fields["general.file_type"].contents() != 15  # the template's own file type is not copied
 
-    tolerance = {GgufType.F32: 0.0, GgufType.Q8_0: 2e-3, GgufType.Q4_0: 2e-2}[file_type]
+    tolerance = {GgufType.F32: 0.0, GgufType.BF16: 1e-3, GgufType.Q8_0: 2e-3, GgufType.Q4_0: 2e-2}[file_type]
     for hf, values in tensors.items():
         stored = by_name[gguf_name(hf)]
         if values.ndim == 1:
             assert stored.tensor_type == Q.F32
             np.testing.assert_allclose(np.asarray(stored.data), values + 1.0, rtol=0, atol=1e-6)  # (1 + w) norms
             continue
-        expected_type = {GgufType.F32: Q.F32, GgufType.Q8_0: Q.Q8_0, GgufType.Q4_0: Q.Q4_0}[file_type]
+        expected_type = {GgufType.F32: Q.F32, GgufType.BF16: Q.BF16, GgufType.Q8_0: Q.Q8_0, GgufType.Q4_0: Q.Q4_0}[file_type]
         if stored.name == "token_embd.weight" and file_type is GgufType.Q4_0:
             expected_type = Q.Q8_0  # tied embedding/output kept at 8 bits
         assert stored.tensor_type == expected_type, stored.name

@@ -169,10 +169,12 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
     catalog = build_catalog(matrix_1b_entries())
     assert_valid(validator, catalog)
     bundles = by_file(catalog)
-    assert len(bundles) == 10  # 8 CPU files (shared with GPU and iOS) + 2 web files
+    assert len(bundles) == 13  # 8 CPU files (shared with iOS) + 3 Android GPU files (GPU layout) + 2 web files
     q8 = bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv1280.task"]
-    assert q8["targets"] == ["android-cpu", "android-gpu", "ios"]
-    assert q8["platforms"] == ["android", "ios"] and q8["backends"] == ["cpu", "gpu"]
+    assert q8["targets"] == ["android-cpu", "ios"]
+    assert q8["platforms"] == ["android", "ios"] and q8["backends"] == ["cpu", "gpu"]  # iOS: Metal
+    gpu_q8 = bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv1280_gpu.task"]
+    assert gpu_q8["targets"] == ["android-gpu"] and gpu_q8["backends"] == ["gpu"]
     assert q8["quantization"] == {
         "recipe": "dynamic_int8",
         "weights": "int8",
@@ -203,7 +205,8 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
     assert bundles["Gemma3-1B-IT_multi-prefill-seq_f32_ekv1280.task"]["memory"]["min_device_memory_bytes"] == 8 * GIB
     long_context = bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv4096.task"]
     assert long_context["memory"]["kv_cache_bytes"] == 218_103_808  # 3.2x the ekv1280 cache
-    assert long_context["targets"] == ["android-cpu", "android-gpu"]
+    assert long_context["targets"] == ["android-cpu"]
+    assert bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv4096_gpu.task"]["targets"] == ["android-gpu"]
 
     for name in ("gemma3-1b-it-int8-web.task", "gemma3-1b-it-int4-web.task"):
         web = bundles[name]

@@ -28,6 +28,9 @@ variants = [
 [targets.android-gpu]
 variants = [{ recipe = "dynamic_int8", ekv = 128 }]
 
+[targets.ios]
+variants = [{ recipe = "dynamic_int8", ekv = 128 }]
+
 [targets.web-gpu]
 variants = [{ recipe = "dynamic_int8", ekv = 128, output_name = "tiny-int8-web" }]
 """
@@ -40,15 +43,20 @@ def test_published_matrix_parses_to_seed_001s_files() -> None:
     assert {(v.recipe, v.ekv) for v in cpu} >= {(Recipe.FP32, 1280), (Recipe.INT4_QAT, 2048), (Recipe.DYNAMIC_INT8, 4096)}
     assert all(v.prefill_lengths == (32, 128, 512, 1280) for v in cpu)
     plan = matrix.plan()
-    # GPU and iOS reuse the CPU files: 8 CPU + 2 web files in all.
-    assert len(plan) == 10
+    # iOS reuses the CPU files; the GPU targets have their own (the GPU layout): 8 CPU + 3 Android GPU + 2 web.
+    assert len(plan) == 13
     shared = next(p for p in plan if p.spec.output_name == "gemma3-1b-it-int4")
-    assert shared.targets == (Target.ANDROID_CPU, Target.ANDROID_GPU, Target.IOS)
-    assert len({p.spec.export_key for p in plan}) == 3  # ekv 1280, 2048, 4096: three float exports
+    assert shared.targets == (Target.ANDROID_CPU, Target.IOS)
+    # ekv 1280, 2048, 4096 in each layout: six float exports (web-gpu shares Android GPU's ekv 1280 one)
+    assert len({p.spec.export_key for p in plan}) == 6
+    gpu = [p for p in plan if Target.ANDROID_GPU in p.targets or Target.WEB_GPU in p.targets]
+    assert all(p.spec.buffer_limit == 128 * 2**20 and not set(p.targets) & {Target.ANDROID_CPU, Target.IOS}
+               for p in gpu)
 
 
 def test_every_published_file_has_its_published_size() -> None:
-    """The default matrix names Google's size for each of its 10 files, so the build prints size vs published."""
+    """The default matrix names Google's size for each of its 13 files (the Android GPU ones: Google's CPU files, which
+    it ships for the GPU), so the build prints size vs published."""
     matrix = load_matrix(DEFAULT_MATRIX)
     checkpoint = Checkpoint(ref="random:gemma3-1b-it", directory=Path("."), model="gemma3-1b", shape=GEMMA3_1B,
                             instruction_tuned=True, qat=False, fingerprint="x")
@@ -98,10 +106,14 @@ def test_tiny_matrix_builds_dedupes_and_resumes(tiny_checkpoint_dir: Path, gemma
         "Gemma3-Custom-IT_prefill-seq32_q8_ekv128.task",
         "Gemma3-Custom-IT_prefill-seq32_q4_block32_ekv128.task",
         "Gemma3-Custom-IT_multi-prefill-seq_q8_ekv256.task",
+        "Gemma3-Custom-IT_prefill-seq32_q8_ekv128_gpu.task",
         "tiny-int8-web.task",
     ])
     entry = load_manifest(out).find("Gemma3-Custom-IT_prefill-seq32_q8_ekv128.task")
-    assert entry is not None and entry.extra["targets"] == ["android-cpu", "android-gpu"]
+    assert entry is not None and entry.extra["targets"] == ["android-cpu", "ios"]
+    gpu_entry = load_manifest(out).find("Gemma3-Custom-IT_prefill-seq32_q8_ekv128_gpu.task")
+    assert gpu_entry.extra["targets"] == ["android-gpu"] and gpu_entry.extra["gpu_buffer_limit"] == 128 * 2**20
+    assert "residual_scale" in gpu_entry.extra and "residual_scale" not in entry.extra
     # Interrupted run: one bundle lost. The rerun rebuilds only that one.
     (out / "tiny-int8-web.task").unlink()
     second = run_matrix(str(tiny_checkpoint_dir), matrix, out, cache_dir=gemma_edge_cache, allow_custom_shape=True)

@@ -58,6 +58,9 @@ class BundleInfo:
     bundle_format: str = ""
     prefill_signatures: tuple[int, ...] = ()
     bytes: int | None = None
+    largest_tensors: tuple[dict, ...] = ()
+    """The bundle's largest tensors as the build recorded them (`sdk_build.gpu.buffers.TensorSize` dicts): what a
+    GPU must fit in single buffers."""
 
     def new_result(
         self, *, prefill_tokens: int, decode_tokens: int, warmup: int, precision: str, environment: Environment,

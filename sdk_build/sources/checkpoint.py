@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from sdk_build.architecture import ModelShape
+from sdk_build.sources.provenance import SAFETENSORS_F32, SourceInfo
 
 
 def default_cache_dir() -> Path:
@@ -27,6 +28,8 @@ class Checkpoint:
     fingerprint: str
     random_seed: int | None = None
     """Set for random:... checkpoints: weights are generated from this seed instead of read from files."""
+    source: SourceInfo = SAFETENSORS_F32
+    """The format and quantization the checkpoint had before it was read (GGUF, MLX, safetensors)."""
 
     @property
     def tokenizer_path(self) -> Path:

@@ -1,16 +1,24 @@
-"""Turn a checkpoint reference into a validated `Checkpoint`."""
+"""Turn a checkpoint reference into a validated `Checkpoint`.
+
+Hugging Face folders are read in place; GGUF files and MLX folders are checked from their headers, then
+dequantized once into the cache (`sdk_build.sources.materialize`) and read from there, with their provenance
+(format and quantization) carried on the `Checkpoint`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
-from sdk_build.architecture import KNOWN_SHAPES, identify, read_config, shape_from_hf_config
+from sdk_build.architecture import KNOWN_SHAPES, ModelShape, identify, read_config, shape_from_hf_config
 from sdk_build.errors import SourceError
+from sdk_build.progress import track
 from sdk_build.sources.checkpoint import Checkpoint, default_cache_dir, fingerprint_files
+from sdk_build.sources.materialize import materialized
+from sdk_build.sources.provenance import RANDOM, SourceInfo, count_types, read_record, write_record
 
 DEFAULT_CHECKPOINT = "embedded:gemma3-270m"
 _RANDOM = re.compile(r"^random:(gemma3-(?:1b|270m))(-it)?(?:@(\d+))?$")
@@ -25,36 +33,100 @@ def resolve_checkpoint(ref: str, cache_dir: Path | None = None, *, allow_custom_
     if ref.startswith("random:"):
         return _random(ref, cache)
     if ref.startswith("hf:"):
-        return _from_directory(ref, _hub_download(ref, cache), allow_custom_shape)
+        return _from_folder(ref, _hub_download(ref, cache), cache, allow_custom_shape)
+    if ref.startswith("modelscope:"):
+        from sdk_build.sources.modelscope_source import modelscope_download
+
+        return _from_folder(ref, modelscope_download(ref, cache), cache, allow_custom_shape)
     path = Path(ref).expanduser()
     if not path.exists():
         raise SourceError(
-            f"checkpoint {ref!r} is not a folder, nor embedded:/random:/hf: reference; check the path "
-            f"(default: {DEFAULT_CHECKPOINT})"
+            f"checkpoint {ref!r} is not a folder, a .gguf file, nor an embedded:/random:/hf:/modelscope: reference; "
+            f"check the path (default: {DEFAULT_CHECKPOINT})"
         )
-    if not path.is_dir():
-        raise SourceError(f"checkpoint {ref!r} is a file; point --checkpoint at the model's folder")
-    return _from_directory(ref, path.resolve(), allow_custom_shape)
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise SourceError(f"checkpoint {ref!r} is a file but not a .gguf; point --checkpoint at the model's folder")
+        return _gguf(ref, path.resolve(), cache, allow_custom_shape)
+    return _from_folder(ref, path.resolve(), cache, allow_custom_shape)
+
+
+def _from_folder(ref: str, directory: Path, cache: Path, allow_custom_shape: bool) -> Checkpoint:
+    """A folder holding one GGUF file, an MLX checkpoint, or a Hugging Face checkpoint."""
+    from sdk_build.sources.gguf_source import find_gguf
+    from sdk_build.sources.mlx_source import is_mlx_folder
+
+    if not (directory / "config.json").exists():
+        found = find_gguf(directory)
+        if found is not None:
+            return _gguf(ref, found, cache, allow_custom_shape)
+    elif is_mlx_folder(directory):
+        return _mlx(ref, directory, cache, allow_custom_shape)
+    return _from_directory(ref, directory, allow_custom_shape)
+
+
+def _cache_name(kind: str, name: str, digest: str) -> str:
+    safe = re.sub(r"[^\w.-]", "_", name)[:60]
+    return f"{kind}-{safe}-{digest[:16]}-v{_LOADER_VERSION}"
+
+
+def _fp32_bytes(shape: ModelShape) -> int:
+    return 4 * shape.parameter_count + 2**26
+
+
+def _gguf(ref: str, path: Path, cache: Path, allow_custom_shape: bool) -> Checkpoint:
+    """A GGUF file, checked from its header and dequantized once into the cache.
+
+    The cache entry is keyed by the file's path, size and modification time, not a hash of its bytes: hashing a
+    multi-GB file on every build costs more than the conversion check it would save. The checkpoint's fingerprint
+    is that of the converted files, as for any folder."""
+    from sdk_build.sources.gguf_source import materialize_gguf, read_header
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache / "checkpoints" / _cache_name("gguf", path.stem, key)
+    recorded = read_record(target) if (target / "config.json").is_file() else None
+    if recorded is None:
+        header = read_header(path)
+        identify(header.shape, allow_custom_shape=allow_custom_shape)
+        materialized(target, lambda tmp: materialize_gguf(header, tmp, progress=track),
+                     f"unpacking {path.name} ({header.source.describe()} -> fp32 safetensors, tokenizer)",
+                     _fp32_bytes(header.shape))
+        recorded = header.source, header.instruction_tuned
+        write_record(target, *recorded)  # also for a folder another build converted a moment ago
+    source, instruction_tuned = recorded
+    return _from_directory(ref, target, allow_custom_shape, instruction_tuned=instruction_tuned, source=source)
+
+
+def _mlx(ref: str, directory: Path, cache: Path, allow_custom_shape: bool) -> Checkpoint:
+    """An MLX folder, dequantized once into the cache (every tensor's layout checked first)."""
+    from sdk_build.sources.mlx_source import materialize_mlx, read_mlx
+
+    folder = read_mlx(directory, allow_custom_shape=allow_custom_shape)
+    inputs = [directory / "config.json", *sorted(directory.glob("*.safetensors"))]
+    inputs += [p for p in (directory / "tokenizer.model", directory / "tokenizer.json") if p.is_file()]
+    target = cache / "checkpoints" / _cache_name("mlx", directory.name, fingerprint_files(inputs))
+    name = (folder.config.get("_name_or_path") or directory.name).lower()
+    materialized(target, lambda tmp: materialize_mlx(folder, tmp, progress=track),
+                 f"unpacking {directory.name} ({folder.source.describe()} -> fp32 safetensors, tokenizer)",
+                 _fp32_bytes(folder.shape))
+    return _from_directory(ref, target, allow_custom_shape,
+                           instruction_tuned=_looks_instruction_tuned(directory, name), source=folder.source)
 
 
 def _embedded(ref: str, cache: Path) -> Checkpoint:
-    from sdk_build.atomic import check_free_space
-    from sdk_build.progress import status
-    from sdk_build.sources.embedded import materialize_embedded, package_version
+    from sdk_build.sources.embedded import embedded_header, materialize_embedded, package_version
 
     name = ref.split(":", 1)[1]
     version = package_version(name) if _installed(name) else "missing"
     target = cache / "checkpoints" / f"embedded-{name}-{version}-v{_LOADER_VERSION}"
-    if not (target / "config.json").exists():
-        check_free_space(cache, 2 * 2**30)
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with status(f"unpacking {ref} (GGUF -> fp32 safetensors, tokenizer)"):
-            materialize_embedded(name, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    return _from_directory(ref, target, allow_custom_shape=False, instruction_tuned=False)
+    materialized(target, lambda tmp: materialize_embedded(name, tmp), f"unpacking {ref} (GGUF -> fp32 safetensors, "
+                 "tokenizer)", 2 * 2**30)
+    recorded = read_record(target)
+    if recorded is None:  # converted before provenance was recorded: read the header once and record it
+        recorded = embedded_header(name).source, False
+        write_record(target, *recorded)
+    return _from_directory(ref, target, allow_custom_shape=False, instruction_tuned=False, source=recorded[0])
 
 
 def _installed(name: str) -> bool:
@@ -89,7 +161,7 @@ def _random(ref: str, cache: Path) -> Checkpoint:
     fingerprint = fingerprint_files([target / "tokenizer.model"], {"random": model, "seed": seed, "shape": repr(shape)})
     return Checkpoint(
         ref=ref, directory=target, model=model, shape=shape, instruction_tuned=it, qat=False,
-        fingerprint=fingerprint, random_seed=seed,
+        fingerprint=fingerprint, random_seed=seed, source=RANDOM,
     )
 
 
@@ -124,7 +196,8 @@ def _hub_download(ref: str, cache: Path) -> Path:
 
 
 def _from_directory(
-    ref: str, directory: Path, allow_custom_shape: bool, instruction_tuned: bool | None = None
+    ref: str, directory: Path, allow_custom_shape: bool, instruction_tuned: bool | None = None,
+    source: SourceInfo | None = None,
 ) -> Checkpoint:
     config = read_config(directory)
     shape = shape_from_hf_config(config)
@@ -140,13 +213,15 @@ def _from_directory(
             f"{directory} has no tokenizer.model (the SentencePiece model the bundles need); copy it from the "
             "original Hugging Face repository"
         )
-    _check_safetensors(weights)
+    dtypes = _check_safetensors(weights)
     name = (config.get("_name_or_path") or directory.name).lower()
     if instruction_tuned is None:
         instruction_tuned = _looks_instruction_tuned(directory, name)
     return Checkpoint(
         ref=ref, directory=directory, model=model, shape=shape, instruction_tuned=instruction_tuned,
         qat="qat" in name, fingerprint=fingerprint_files([directory / "config.json", tokenizer, *weights]),
+        source=source or SourceInfo("safetensors", dtypes[0][0] if dtypes else "F32", quantized=False,
+                                    tensor_types=dtypes),
     )
 
 
@@ -164,15 +239,21 @@ def _looks_instruction_tuned(directory: Path, name: str) -> bool:
     return False
 
 
-def _check_safetensors(files: list[Path]) -> None:
-    """Open every safetensors header now, so a truncated download fails here with its name."""
+def _check_safetensors(files: list[Path]) -> tuple[tuple[str, int], ...]:
+    """Open every safetensors header now, so a truncated download fails here with its name; return how many
+    weight matrices of each dtype they hold (the provenance of a Hugging Face folder)."""
     from safetensors import safe_open
 
+    dtypes = []
     for file in files:
         try:
             with safe_open(str(file), framework="pt") as handle:
-                handle.keys()
+                for key in handle.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
+                    tensor = handle.get_slice(key)
+                    if len(tensor.get_shape()) >= 2:
+                        dtypes.append(str(tensor.get_dtype()))
         except Exception as exc:
             raise SourceError(
                 f"{file} is not a readable safetensors file ({exc}); re-download the checkpoint"
             ) from exc
+    return count_types(dtypes)

@@ -91,7 +91,10 @@ def main(argv: list[str]) -> int:
         with open(Path(state) / "bench.log", "a") as handle:
             handle.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "cmd": cmd, "t": time.time()}) + "\n")
 
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if state and not json.loads((Path(state) / "profile.json").read_text()).get("gpu_driver", True):
+        env["VK_ICD_FILENAMES"] = env["VK_DRIVER_FILES"] = "/nonexistent/no-gpu-driver.json"  # no Vulkan device
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
     output = child.stdout.read().decode(errors="replace") if child.stdout else ""

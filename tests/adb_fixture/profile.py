@@ -43,6 +43,9 @@ class DeviceProfile:
     cpu_max_freq_khz: tuple[int, ...] = (2_265_600,) * 4 + (3_014_400,) * 3 + (3_302_400,)
     gpu: str = "Qualcomm, Adreno (TM) 750, OpenGL ES 3.2 V@0762.10 (GIT@8a9d9f6a1b, Ia9d4b5cb1e, 1700208234)"
     thermal: ThermalModel = dataclasses.field(default_factory=ThermalModel)
+    gpu_driver: bool = True
+    """Whether the engine on this phone finds a GPU it can use: True lends it the host's Vulkan driver (lavapipe from
+    scripts/setup.sh), False hides every Vulkan driver from it, as on a phone whose GPU the engine cannot run on."""
     features: tuple[str, ...] = ("shell_v2", "cmd", "stat_v2", "fixed_push_mkdir")
 
     def props(self) -> dict[str, str]:
@@ -100,7 +103,7 @@ def populate_sandbox(sandbox: Path, profile: DeviceProfile, fixture_dir: Path, l
     (state / "bin").mkdir(parents=True, exist_ok=True)
     profile_data: dict[str, Any] = {
         "props": profile.props(), "cpu_max_freq_khz": list(profile.cpu_max_freq_khz), "gpu": profile.gpu,
-        "thermal": dataclasses.asdict(profile.thermal),
+        "gpu_driver": profile.gpu_driver, "thermal": dataclasses.asdict(profile.thermal),
     }
     (state / "profile.json").write_text(json.dumps(profile_data, indent=1))
     (state / "thermal.json").unlink(missing_ok=True)

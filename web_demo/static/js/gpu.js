@@ -38,7 +38,7 @@ export async function detectGpu() {
 
 /**
  * Whether a bundle can load on this adapter: {status: 'fits'|'may-not-fit'|'too-large'|'not-for-web', reason}.
- * No tensor can be larger than the whole file, so a bundle no bigger than maxStorageBufferBindingSize always
+ * Where the build recorded the bundle's largest tensor, that decides. Otherwise: no tensor can be larger than the whole file, so a bundle no bigger than maxStorageBufferBindingSize always
  * fits. A larger one needs the adapter to meet the engine's minimum binding size (its biggest weight buffers,
  * the embedding table, are hundreds of MiB for Gemma-class models); below that it is too large.
  */
@@ -50,6 +50,14 @@ export function fitCheck(entry, gpu) {
   }
   if (!gpu || !gpu.supported) return { status: 'too-large', reason: 'no WebGPU adapter' };
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  // What the build recorded (manifest extra.largest_tensors): the exact test, where it is known.
+  const largest = ((entry.extra || {}).largest_tensors || []).reduce((m, t) => Math.max(m, t.bytes || 0), 0);
+  if (largest) {
+    return largest <= binding
+      ? { status: 'fits', reason: `its largest tensor (${fmtBytes(largest)}) fits the adapter's ${fmtBytes(binding)} buffer limit` }
+      : { status: 'too-large', reason: `its largest tensor is ${fmtBytes(largest)}, over this adapter's ` +
+          `${fmtBytes(binding)} per-buffer limit; use a bundle built for the web-gpu target (GPU layout)` };
+  }
   if (entry.bytes <= binding) return { status: 'fits', reason: `fits the adapter's buffer limits (${fmtBytes(binding)})` };
   if (binding < ENGINE_MIN_BINDING) {
     return { status: 'too-large', reason: `${fmtBytes(entry.bytes)} model, but this adapter binds at most ` +

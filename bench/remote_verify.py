@@ -1,0 +1,89 @@
+"""`sdk-build verify` split across two machines: the fp32 reference here, the bundle on a GPU host that has only
+LiteRT-LM (`python -m sdk_build.engine`), the score here again.
+
+    python -m bench.remote_verify plan BUNDLE --out DIR [--precision f16 --precision f32]
+        writes DIR/plan.json (the reference) and DIR/request-<backend>.json per engine run, paths relative to DIR
+    (on the GPU host)  python3 -m sdk_build.engine DIR/request-gpu-f16.json DIR/result-gpu-f16.json
+    python -m bench.remote_verify score BUNDLE DIR
+        reads DIR/result-*.json and prints what `sdk-build verify` prints, one report per run
+
+The reference is the same as `verify`'s (`sdk_build.verify.reference_plan`), and so is the scoring (`score`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sdk_build.cli import _print_report
+from sdk_build.engine import EngineConfig
+from sdk_build.manifest import load_manifest
+from sdk_build.verify import DEFAULT_PROMPTS, ReferencePlan, reference_plan, score
+
+
+def _checkpoint_and_tokenizer(bundle: Path):
+    import sentencepiece as spm
+
+    from sdk_build.sources import resolve_checkpoint
+
+    entry = load_manifest(bundle.parent).find(bundle.name)
+    if entry is None:
+        raise SystemExit(f"{bundle.name} is not in {bundle.parent}/manifest.json")
+    checkpoint = resolve_checkpoint(entry.checkpoint["ref"], None, allow_custom_shape=entry.model == "gemma3-custom")
+    return entry, checkpoint, spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
+
+
+def write_plan(bundle: Path, out: Path, precisions: list[str], new_tokens: int) -> None:
+    from sdk_build.model_loader import load_torch_model
+
+    entry, checkpoint, tokenizer = _checkpoint_and_tokenizer(bundle)
+    cache_len = min(entry.ekv, max(len(tokenizer.encode(p)) for p in DEFAULT_PROMPTS) + new_tokens + 2)
+    plan = reference_plan(load_torch_model(checkpoint, mask_cache_size=cache_len), tokenizer, DEFAULT_PROMPTS,
+                          new_tokens, cache_len)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(plan.to_dict()))
+    for precision in precisions:
+        config = EngineConfig("gpu", precision)
+        request = {"bundle": bundle.name, "max_num_tokens": entry.ekv, "backend": "gpu", "precision": precision,
+                   "threads": 2, "cache_root": "/tmp/gemma-edge-cache", **plan.engine_request()}
+        (out / f"request-{config.key}.json").write_text(json.dumps(request))
+
+
+def score_results(bundle: Path, out: Path) -> None:
+    entry, _checkpoint, tokenizer = _checkpoint_and_tokenizer(bundle)
+    plan = ReferencePlan.from_dict(json.loads((out / "plan.json").read_text()))
+    for path in sorted(out.glob("result-*.json")):
+        result = json.loads(path.read_text())
+        if result["error"]:
+            print(f"{path.name}: {result['error']}")
+            continue
+        produced = {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]]}
+        report = score(plan, produced, tokenizer, bundle.name, entry.checkpoint["ref"], None)
+        report.backend, report.precision = "gpu", path.stem.split("-")[-1]
+        report.adapter = {"device": result.get("device") or {"name": "?", "driver": "?", "software": False,
+                                                             "f16": True, "max_storage_buffer_range": 0},
+                          "engine": result.get("adapter")}
+        _print_report(report)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.remote_verify", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan")
+    plan.add_argument("bundle", type=Path)
+    plan.add_argument("--out", type=Path, required=True)
+    plan.add_argument("--precision", action="append", choices=["f16", "f32"], default=None)
+    plan.add_argument("--tokens", type=int, default=16)
+    scoring = commands.add_parser("score")
+    scoring.add_argument("bundle", type=Path)
+    scoring.add_argument("results", type=Path)
+    args = parser.parse_args()
+    if args.command == "plan":
+        write_plan(args.bundle, args.out, args.precision or ["f16", "f32"], args.tokens)
+    else:
+        score_results(args.bundle, args.results)
+
+
+if __name__ == "__main__":
+    main()
