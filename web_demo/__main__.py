@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         config["VENDOR_DIR"] = args.vendor_dir
     try:
         app = create_app(config)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one line at the CLI edge
         print(f"error: {exc}", file=sys.stderr)
         return 2
     missing = missing_runtime(app.config["VENDOR_DIR"])
