@@ -70,6 +70,25 @@ class ModelShape:
         config.update(extra)
         return config
 
+    def problems(self) -> list[str]:
+        """What makes this shape impossible to build (each a phrase naming the config.json key); empty when none."""
+        keys = {
+            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim, "sliding_window": self.sliding_window,
+            "sliding_window_pattern": self.sliding_window_pattern,
+            "max_position_embeddings": self.max_position_embeddings,
+        }
+        found = [f"{key} is {value}, it must be at least 1" for key, value in keys.items() if value < 1]
+        floats = {"rope_local_base_freq": self.rope_local_base, "rope_theta": self.rope_global_base,
+                  "rms_norm_eps": self.rms_norm_eps, "query_pre_attn_scalar": self.query_pre_attn_scalar}
+        found += [f"{key} is {value}, it must be positive" for key, value in floats.items() if not value > 0]
+        if self.num_heads >= 1 and self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads:
+            found.append(f"num_attention_heads {self.num_heads} is not a multiple of num_key_value_heads "
+                         f"{self.num_kv_heads}")
+        return found
+
     @property
     def parameter_count(self) -> int:
         attn = self.hidden_size * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
@@ -97,6 +116,23 @@ def _get(config: dict[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
+def _whole(config: dict[str, Any], key: str, default: Any = None) -> int:
+    """config[key] as a whole number (JSON 2.0 counts too), or a SourceError naming the key and the value."""
+    value = _get(config, key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise SourceError(f"config.json's {key} is {value!r}, not a whole number; is the file damaged?")
+    return int(value)
+
+
+def _real(config: dict[str, Any], key: str, default: float) -> float:
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SourceError(f"config.json's {key} is {value!r}, not a number; is the file damaged?")
+    return float(value)
+
+
 def _rope_bases(config: dict[str, Any]) -> tuple[float, float]:
     """Read local/global RoPE bases from either the transformers 4 or the transformers 5 layout."""
     params = config.get("rope_parameters")
@@ -122,9 +158,17 @@ def shape_from_hf_config(config: dict[str, Any]) -> ModelShape:
             f"unsupported architecture {archs or model_type!r}: gemma-edge builds Gemma 3 text models "
             "(config.json model_type 'gemma3_text', architectures ['Gemma3ForCausalLM'])"
         )
-    local, global_ = _rope_bases(config)
+    try:
+        local, global_ = _rope_bases(config)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SourceError(f"config.json's RoPE settings are malformed ({exc})") from None
     layer_types = config.get("layer_types")
-    pattern = int(config.get("sliding_window_pattern") or config.get("_sliding_window_pattern") or 6)
+    raw_pattern = config.get("sliding_window_pattern") or config.get("_sliding_window_pattern") or 6
+    pattern = _whole({"sliding_window_pattern": raw_pattern}, "sliding_window_pattern")
+    if layer_types is not None and not (
+        isinstance(layer_types, list) and all(isinstance(t, str) for t in layer_types)
+    ):
+        raise SourceError(f"config.json's layer_types is {layer_types!r}, not a list of names")
     if layer_types:
         globals_at = [i for i, t in enumerate(layer_types) if t == "full_attention"]
         if globals_at and globals_at[0] + 1 != pattern:
@@ -132,23 +176,27 @@ def shape_from_hf_config(config: dict[str, Any]) -> ModelShape:
         expected = [(i + 1) % pattern == 0 for i in range(len(layer_types))]
         if [t == "full_attention" for t in layer_types] != expected:
             raise SourceError(f"layer_types {layer_types} is not Gemma 3's every-{pattern}th-layer-global pattern")
-    num_heads = int(_get(config, "num_attention_heads"))
-    return ModelShape(
-        vocab_size=int(_get(config, "vocab_size")),
-        hidden_size=int(_get(config, "hidden_size")),
-        intermediate_size=int(_get(config, "intermediate_size")),
-        num_layers=int(_get(config, "num_hidden_layers")),
+    num_heads = _whole(config, "num_attention_heads")
+    shape = ModelShape(
+        vocab_size=_whole(config, "vocab_size"),
+        hidden_size=_whole(config, "hidden_size"),
+        intermediate_size=_whole(config, "intermediate_size"),
+        num_layers=_whole(config, "num_hidden_layers"),
         num_heads=num_heads,
-        num_kv_heads=int(config.get("num_key_value_heads") or num_heads),
-        head_dim=int(_get(config, "head_dim", 256)),
-        sliding_window=int(_get(config, "sliding_window", 512)),
+        num_kv_heads=_whole(config, "num_key_value_heads", num_heads),
+        head_dim=_whole(config, "head_dim", 256),
+        sliding_window=_whole(config, "sliding_window", 512),
         sliding_window_pattern=pattern,
         rope_local_base=local,
         rope_global_base=global_,
-        rms_norm_eps=float(config.get("rms_norm_eps") or 1e-6),
-        query_pre_attn_scalar=float(config.get("query_pre_attn_scalar") or 256),
-        max_position_embeddings=int(config.get("max_position_embeddings") or 32_768),
+        rms_norm_eps=_real(config, "rms_norm_eps", 1e-6),
+        query_pre_attn_scalar=_real(config, "query_pre_attn_scalar", 256.0),
+        max_position_embeddings=_whole(config, "max_position_embeddings", 32_768),
     )
+    problems = shape.problems()
+    if problems:
+        raise SourceError(f"config.json cannot describe a model: {'; '.join(problems)}")
+    return shape
 
 
 def identify(shape: ModelShape, *, allow_custom_shape: bool = False) -> str:
@@ -176,9 +224,14 @@ def read_config(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SourceError(f"{directory} has no config.json; point --checkpoint at a Hugging Face model folder")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SourceError(f"{path} is not valid JSON: {exc}") from exc
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise SourceError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(config, dict):
+        raise SourceError(f"{path} holds a JSON {type(config).__name__}, not a config object")
+    return config
 
 
 def litert_model_config(shape: ModelShape, max_seq_len: int | None = None):  # -> cfg.ModelConfig

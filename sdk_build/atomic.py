@@ -51,6 +51,14 @@ def atomic_write_json(final: Path, data: Any) -> None:
     atomic_write_text(final, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def move_into_place(src: Path, final: Path) -> None:
+    """Make the whole file `src` (on `final`'s file system) durable, then rename it onto `final`."""
+    with open(src, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(src, 0o666 & ~_umask())
+    os.replace(src, final)
+
+
 def atomic_copy(src: Path, final: Path) -> None:
     with atomic_path(final) as tmp:
         shutil.copyfile(src, tmp)
@@ -67,6 +75,10 @@ def check_free_space(directory: Path, needed_bytes: int) -> None:
     free = shutil.disk_usage(probe).free
     if free < needed_bytes:
         raise BuildError(
-            f"not enough disk space in {directory}: {free / 2**30:.1f} GiB free, about "
-            f"{needed_bytes / 2**30:.1f} GiB needed; free some space or pass another --output/--cache-dir"
+            f"not enough disk space in {directory}: {_size(free)} free, about {_size(needed_bytes)} needed; "
+            "free some space or pass another folder"
         )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"

@@ -2,17 +2,19 @@
 
 `.task` goes through mediapipe's genai bundler (mediapipe<1: 1.x dropped it); `.litertlm` through
 litert-lm's builder. Both get Gemma's start/stop tokens and, for instruction-tuned checkpoints, its chat
-template, so the runtimes format prompts themselves.
+template, so the runtimes format prompts themselves. Both are reproducible: the same inputs give the same bytes
+(sdk_build/reproducible.py: no build time, no random id inside), `identity` naming those inputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 from sdk_build.atomic import atomic_path
 from sdk_build.errors import BuildError
+from sdk_build.leftovers import work_dir
+from sdk_build.reproducible import deterministic_litertlm_metadata, normalize_zip_times
 from sdk_build.spec import BundleFormat
 
 START_TOKEN = "<bos>"
@@ -61,6 +63,7 @@ def write_task(tflite: Path, tokenizer: Path, template: PromptTemplate, destinat
         )
         llm_bundler.create_bundle(config)
         _check_task(tmp)
+        normalize_zip_times(tmp)
     return destination
 
 
@@ -78,11 +81,12 @@ def _check_task(path: Path) -> None:
         raise BuildError(f"{path.name} lacks TF_LITE_PREFILL_DECODE/TOKENIZER_MODEL (has {sorted(names)})")
 
 
-def write_litertlm(tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path) -> Path:
+def write_litertlm(
+    tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path, identity: str
+) -> Path:
     from litert_torch.generative.utilities import litertlm_builder
 
-    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".litertlm-") as workdir:
-        work = Path(workdir)
+    with work_dir(destination.parent, ".litertlm-") as work, deterministic_litertlm_metadata(identity):
         staged = work / (destination.stem + ".tflite")
         staged.symlink_to(tflite.resolve())
         litertlm_builder.build_litertlm(
@@ -105,7 +109,11 @@ def write_litertlm(tflite: Path, tokenizer: Path, template: PromptTemplate, ekv:
     return destination
 
 
-def write_bundle(fmt: BundleFormat, tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path) -> Path:
+def write_bundle(
+    fmt: BundleFormat, tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path,
+    identity: str,
+) -> Path:
+    """Write the `fmt` bundle to `destination`; `identity` names the build's inputs (its spec fingerprint)."""
     if fmt is BundleFormat.TASK:
         return write_task(tflite, tokenizer, template, destination)
-    return write_litertlm(tflite, tokenizer, template, ekv, destination)
+    return write_litertlm(tflite, tokenizer, template, ekv, destination, identity)

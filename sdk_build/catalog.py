@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sdk_build.architecture import KNOWN_SHAPES, ModelShape
 from sdk_build.atomic import atomic_write_json
-from sdk_build.errors import CatalogError
+from sdk_build.errors import CatalogError, file_system_errors
+from sdk_build.file_names import is_plain_file_name, plain_name_problem
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.runtime_memory import HEADROOM_FACTOR, KV_CACHE_DTYPE, estimate
 from sdk_build.spec import Recipe, Target
@@ -88,11 +91,6 @@ def _gpu_needs(entry: BundleEntry) -> dict[str, Any]:
         "f16_safe": "residual_scale" in extra,
         "residual_scale": extra.get("residual_scale"),
     }}
-
-
-def is_plain_file_name(name: str) -> bool:
-    """A bare file name: what a catalog may ask a client to write (no folders, no `..`, not hidden, no NUL)."""
-    return bool(name) and not name.startswith(".") and not any(sep in name for sep in ("/", "\\", "\x00"))
 
 
 def model_shape(entry: BundleEntry) -> ModelShape:
@@ -193,6 +191,7 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
             **{f"checkpoint_{key}": entry.checkpoint[key] for key in ("format", "quantization") if key in entry.checkpoint},
             "created_utc": entry.created_utc,
             "tool_versions": dict(entry.tool_versions),
+            "reproducible": entry.reproducible,
         },
     }
     lora = getattr(entry, "lora", None)  # LoRA builds: say how, without the builder's paths
@@ -233,7 +232,8 @@ def write_catalog(bundles_dir: Path, output: Path | None = None) -> tuple[Path, 
         raise CatalogError(f"{bundles_dir} has no manifest.json entries; build bundles into it first")
     catalog = build_catalog(manifest.bundles)
     path = Path(output) if output else bundles_dir / CATALOG_NAME
-    atomic_write_json(path, catalog)
+    with file_system_errors(f"cannot write {path}"):
+        atomic_write_json(path, catalog)
     return path, catalog
 
 
@@ -256,8 +256,54 @@ class CatalogBundle:
     data: dict[str, Any]
 
 
+@functools.cache
+def _schema_validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def schema_violation(data: Any) -> str | None:
+    """Where and how `data` breaks the catalog's JSON Schema (the most relevant error), or None when it follows it."""
+    from jsonschema.exceptions import best_match
+
+    try:
+        error = best_match(_schema_validator().iter_errors(data))
+    except RecursionError:
+        return "it is nested too deeply"
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "the document"
+    message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+    return f"{where.lstrip('.')}: {message}"
+
+
+def _check_download_fields(item: Any, label: str) -> None:
+    """The fields a download depends on, each with its own message (the schema check then covers the rest)."""
+    if not isinstance(item, dict):
+        raise CatalogError(f"{label} is not an object")
+    try:
+        file, url, size, sha = item["file"], item["url"], item["bytes"], item["sha256"]
+        item["quantization"]["recipe"], item["model"]["name"], item["targets"], item["ekv"], item["format"]
+    except (KeyError, TypeError) as exc:
+        raise CatalogError(f"{label} lacks {exc}") from None
+    if not isinstance(file, str) or not is_plain_file_name(file):
+        raise CatalogError(
+            f"{label}: file {file!r} is not a plain file name ({plain_name_problem(file)}); refusing to write it"
+        )
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise CatalogError(f"{label} ({file}): bytes must be a non-negative integer")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
+        raise CatalogError(f"{label} ({file}): sha256 must be 64 hex digits")
+    if not isinstance(url, str) or not url:
+        raise CatalogError(f"{label} ({file}): url must be a non-empty string")
+
+
 def parse_catalog(data: Any, where: str) -> list[CatalogBundle]:
-    """Check the fields a download depends on (the JSON Schema documents them all) and return the bundles."""
+    """Check the fields a download depends on, then the whole document against the JSON Schema; return the bundles.
+
+    The field checks come first so the commonest faults get their own words (an unsafe name, a bad sha256).
+    """
     if not isinstance(data, dict):
         raise CatalogError(f"{where} is not a catalog (expected a JSON object)")
     schema = data.get("schema")
@@ -268,40 +314,26 @@ def parse_catalog(data: Any, where: str) -> list[CatalogBundle]:
     bundles = data.get("bundles")
     if not isinstance(bundles, list):
         raise CatalogError(f'{where}: "bundles" must be a list')
-    parsed = []
     for index, item in enumerate(bundles):
-        label = f"{where}: bundles[{index}]"
-        if not isinstance(item, dict):
-            raise CatalogError(f"{label} is not an object")
-        try:
-            file, url, size, sha = item["file"], item["url"], item["bytes"], item["sha256"]
-            quantization = item["quantization"]["recipe"]
-            model = item["model"]["name"]
-            targets, ekv, fmt = item["targets"], item["ekv"], item["format"]
-        except (KeyError, TypeError) as exc:
-            raise CatalogError(f"{label} lacks {exc}") from None
-        if not isinstance(file, str) or not is_plain_file_name(file):
-            raise CatalogError(f"{label}: file {file!r} is not a plain file name; refusing to write it")
-        if not isinstance(size, int) or size < 0:
-            raise CatalogError(f"{label} ({file}): bytes must be a non-negative integer")
-        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
-            raise CatalogError(f"{label} ({file}): sha256 must be 64 hex digits")
-        if not isinstance(url, str) or not url:
-            raise CatalogError(f"{label} ({file}): url must be a non-empty string")
-        parsed.append(
-            CatalogBundle(
-                file=file,
-                url=url,
-                bytes=size,
-                sha256=sha.lower(),
-                format=str(fmt),
-                model=str(model),
-                targets=tuple(str(t) for t in targets),
-                quantization=str(quantization),
-                ekv=int(ekv),
-                data=item,
-            )
+        _check_download_fields(item, f"{where}: bundles[{index}]")
+    violation = schema_violation(data)
+    if violation:
+        raise CatalogError(f"{where} does not follow the catalog schema (gemma-edge.catalog/1): {violation}")
+    parsed = [
+        CatalogBundle(
+            file=item["file"],
+            url=item["url"],
+            bytes=item["bytes"],
+            sha256=item["sha256"].lower(),
+            format=item["format"],
+            model=item["model"]["name"],
+            targets=tuple(item["targets"]),
+            quantization=item["quantization"]["recipe"],
+            ekv=item["ekv"],
+            data=item,
         )
+        for item in bundles
+    ]
     names = [b.file for b in parsed]
     if len(set(names)) != len(names):
         raise CatalogError(f"{where} lists a file twice; each bundle must appear once")

@@ -12,11 +12,19 @@ Accepted sources:
   resumable, verified downloader as every other source. `HF_ENDPOINT` is honoured; offline it fails in seconds.
 
 Bundle URLs are resolved against the catalog's own URL (see `sdk_build.catalog`).
+
+**Trust.** A catalog from elsewhere is data, not instructions: it may only lead where it came from. A catalog
+fetched over http(s) or from the Hub may name http(s) bundle URLs only (a `file:` URL there would copy a local file
+of the attacker's choosing into `--dest`); only a catalog read from the local disk may name `file:` URLs. A
+catalog is at most `MAX_CATALOG_BYTES` (refused beyond, not read whole), must arrive without stalling
+(`sdk_build.transfer_guard`), and is checked against its JSON Schema before anything acts on it
+(`sdk_build.catalog.parse_catalog`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import posixpath
@@ -30,13 +38,18 @@ from typing import Any
 
 from sdk_build.catalog import CATALOG_NAME, CatalogBundle, parse_catalog
 from sdk_build.download import USER_AGENT, RemoteFile
-from sdk_build.errors import CatalogError, PullError
+from sdk_build.errors import CatalogError, PullError, os_error_message
 from sdk_build.sources.reachability import unreachable
+from sdk_build.transfer_guard import OPENER, StallGuard, read_body
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 _HF = re.compile(r"^hf:([\w.-]+/[\w.-]+)(?:@([\w./-]+))?$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 HF_ETAG_TIMEOUT_S = 5.0
+MAX_CATALOG_BYTES = 16 * 2**20
+"""A catalog entry is about 2 KB: 16 MiB is thousands of bundles. A bigger document is refused, not read whole."""
+REMOTE_SCHEMES = ("http", "https")
+LOCAL_SCHEMES = ("file", "http", "https")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,28 +70,59 @@ def load_catalog(source: str, *, timeout: float = 30.0, cache_dir: Path | None =
     return _from_path(Path(source).expanduser())
 
 
-def _plain(url: str) -> Callable[[CatalogBundle], RemoteFile]:
+def decode_catalog(raw: bytes, where: str) -> Any:
+    """The JSON document in `raw`, or a CatalogError saying in one line why it is not one."""
+    if len(raw) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{where} is larger than {MAX_CATALOG_BYTES // 2**20} MiB: not a catalog; refusing it")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{where} is not UTF-8 text (byte {exc.start}); point --from at a catalog") from None
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{where} is not valid JSON ({exc}); point --from at a catalog") from None
+    except RecursionError:
+        raise CatalogError(f"{where} is nested too deeply to be a catalog") from None
+
+
+def _plain(url: str, schemes: tuple[str, ...]) -> Callable[[CatalogBundle], RemoteFile]:
     def remote_for(bundle: CatalogBundle) -> RemoteFile:
-        return RemoteFile(bundle.file, urllib.parse.urljoin(url, bundle.url), bundle.bytes, bundle.sha256)
+        resolved = urllib.parse.urljoin(url, bundle.url)
+        scheme = urllib.parse.urlsplit(resolved).scheme.lower()
+        if scheme not in schemes:
+            raise PullError(
+                f"{bundle.file}: the catalog {url} names {resolved!r}; a catalog from {urllib.parse.urlsplit(url).scheme}: "
+                f"may only lead to {' or '.join(schemes)} URLs, refusing it"
+            )
+        return RemoteFile(bundle.file, resolved, bundle.bytes, bundle.sha256, schemes=schemes)
 
     return remote_for
 
 
-def _from_path(path: Path) -> LoadedCatalog:
-    if path.is_dir():
-        path = path / CATALOG_NAME
-        if not path.is_file():
-            raise CatalogError(f"{path.parent} has no {CATALOG_NAME}; run `sdk-build catalog --bundles {path.parent}`")
-    if not path.is_file():
-        raise CatalogError(
-            f"{path} is neither a catalog file, a folder with {CATALOG_NAME}, an http(s) URL nor hf:ORG/NAME"
-        )
+def _read_local(path: Path, what: str) -> bytes:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CatalogError(f"cannot read the catalog {path}: {exc}") from exc
+        with open(path, "rb") as handle:
+            return handle.read(MAX_CATALOG_BYTES + 1)
+    except OSError as exc:
+        raise CatalogError(os_error_message(exc, f"cannot read {what}")) from None
+
+
+def _from_path(path: Path) -> LoadedCatalog:
+    try:
+        if path.is_dir():
+            path = path / CATALOG_NAME
+            if not path.is_file():
+                raise CatalogError(
+                    f"{path.parent} has no {CATALOG_NAME}; run `sdk-build catalog --bundles {path.parent}`"
+                )
+        if not path.is_file():
+            raise CatalogError(
+                f"{path} is neither a catalog file, a folder with {CATALOG_NAME}, an http(s) URL nor hf:ORG/NAME"
+            )
+    except OSError as exc:
+        raise CatalogError(os_error_message(exc, "cannot read the catalog")) from None
+    data = decode_catalog(_read_local(path, "the catalog"), str(path))
     location = path.resolve().as_uri()
-    return LoadedCatalog(str(path), data, parse_catalog(data, str(path)), _plain(location))
+    return LoadedCatalog(str(path), data, parse_catalog(data, str(path)), _plain(location, LOCAL_SCHEMES))
 
 
 def _candidates(url: str) -> list[str]:
@@ -94,21 +138,36 @@ def _from_http(url: str, timeout: float) -> LoadedCatalog:
     for candidate in _candidates(url):
         request = urllib.request.Request(candidate, headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body, final_url = response.read(), response.geturl()
+            with StallGuard(timeout) as guard:
+                try:
+                    with OPENER.open(request, timeout=timeout) as response:
+                        length = response.headers.get("Content-Length", "")
+                        if length.isdigit() and int(length) > MAX_CATALOG_BYTES:
+                            raise CatalogError(
+                                f"{candidate} announces {int(length)} bytes: larger than "
+                                f"{MAX_CATALOG_BYTES // 2**20} MiB, not a catalog; refusing it"
+                            )
+                        body, final_url = read_body(response, guard, MAX_CATALOG_BYTES), response.geturl()
+                except ValueError:
+                    raise CatalogError(
+                        f"{candidate} sent more than {MAX_CATALOG_BYTES // 2**20} MiB: not a catalog; refusing it"
+                    ) from None
+                except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                    if guard.stalled and not isinstance(exc, urllib.error.HTTPError):
+                        raise PullError(f"fetching the catalog {candidate}: {guard.reason}") from None
+                    raise
         except urllib.error.HTTPError as exc:
             tried.append(f"{candidate} (HTTP {exc.code})")
             if exc.code == 404:
                 continue
             raise CatalogError(f"fetching the catalog {candidate} failed: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise PullError(f"cannot reach {candidate}: {reason}; is the server running and the URL right?") from None
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise CatalogError(f"{candidate} did not return JSON; point --from at a catalog or a gemma-edge server")
-        return LoadedCatalog(final_url, data, parse_catalog(data, final_url), _plain(final_url))
+        data = decode_catalog(body, candidate)
+        if not isinstance(data, dict):
+            raise CatalogError(f"{candidate} did not return a JSON object; point --from at a catalog or a gemma-edge server")
+        return LoadedCatalog(final_url, data, parse_catalog(data, final_url), _plain(final_url, REMOTE_SCHEMES))
     raise CatalogError(f"no catalog at {url}: tried {', '.join(tried)}")
 
 
@@ -157,14 +216,17 @@ def _from_hub(source: str, cache_dir: Path | None) -> LoadedCatalog:
     pinned = commit if _COMMIT.match(commit) else revision
     headers = build_hf_headers(user_agent=USER_AGENT)
     location = f"hf:{repo}@{pinned or 'main'}"
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CatalogError(f"the {CATALOG_NAME} of {repo} is not valid JSON: {exc}") from exc
+    data = decode_catalog(_read_local(Path(path), f"the {CATALOG_NAME} of {repo}"), f"the {CATALOG_NAME} of {repo}")
 
     def remote_for(bundle: CatalogBundle) -> RemoteFile:
-        if urllib.parse.urlsplit(bundle.url).scheme in ("http", "https"):
+        scheme = urllib.parse.urlsplit(bundle.url).scheme.lower()
+        if scheme in REMOTE_SCHEMES:
             return RemoteFile(bundle.file, bundle.url, bundle.bytes, bundle.sha256)
+        if scheme:
+            raise PullError(
+                f"{bundle.file}: {location} names {bundle.url!r}; a catalog from the Hub may only lead to http(s) "
+                "URLs or files of its repository, refusing it"
+            )
         name = posixpath.normpath(posixpath.join(posixpath.dirname(CATALOG_NAME), urllib.parse.unquote(bundle.url)))
         if name.startswith(("../", "/")) or name == "..":
             raise CatalogError(f"{location}: bundle url {bundle.url!r} points outside the repository")

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdk_build.errors import BuildError
+from sdk_build.errors import BuildError, find_os_error, os_error_message
 from sdk_build.sources.resolve import DEFAULT_CHECKPOINT
+from sdk_build.terminal import printable
 
 
 def _existing_path(value: str) -> Path:
@@ -295,11 +296,12 @@ def run_catalog(args: argparse.Namespace) -> int:
         return 0
     path, catalog = write_catalog(args.bundles, Path(args.output) if args.output else None)
     print(f"{'file':62} {'MiB':>8} {'runtime MiB':>11} {'min device':>10}  targets")
-    for bundle in catalog["bundles"]:
+    for bundle in catalog["bundles"]:  # the manifest's words: printed harmless
         memory = bundle["memory"]
-        print(f"{bundle['file']:62} {bundle['bytes'] / 2**20:8.1f} {memory['estimated_runtime_bytes'] / 2**20:11.1f} "
-              f"{memory['min_device_memory_bytes'] / 2**30:7.0f} GiB  {','.join(bundle['targets'])}")
-    print(f"wrote {path} ({len(catalog['bundles'])} bundles)")
+        print(printable(f"{bundle['file']:62} {bundle['bytes'] / 2**20:8.1f} "
+                        f"{memory['estimated_runtime_bytes'] / 2**20:11.1f} "
+                        f"{memory['min_device_memory_bytes'] / 2**30:7.0f} GiB  {','.join(bundle['targets'])}"))
+    print(printable(f"wrote {path} ({len(catalog['bundles'])} bundles)"))
     return 0
 
 
@@ -311,9 +313,9 @@ def run_pull(args: argparse.Namespace) -> int:
                           model=args.model, file=args.file)
     if args.list:
         catalog, chosen = plan(args.source, selection, timeout=args.timeout, cache_dir=args.cache_dir)
-        print(f"catalog: {catalog.location}")
-        for bundle in chosen:
-            print(f"{bundle.file}\t{bundle.bytes}\t{bundle.sha256}\t{','.join(bundle.targets)}")
+        print(f"catalog: {printable(catalog.location)}")
+        for bundle in chosen:  # every field is the catalog's: printed harmless
+            print(printable(f"{bundle.file}\t{bundle.bytes}\t{bundle.sha256}\t{','.join(bundle.targets)}"))
         return 0
     try:
         report = pull(args.source, args.dest, selection, retries=args.retries, timeout=args.timeout,
@@ -324,12 +326,12 @@ def run_pull(args: argparse.Namespace) -> int:
         return 130
     for result in report.results:
         rate = result.transferred / 1e6 / result.seconds if result.transferred and result.seconds else 0.0
-        print(f"{result.path}\t{result.status}\t{result.transferred} bytes transferred\t{result.seconds:.1f} s"
+        print(printable(f"{result.path}\t{result.status}\t{result.transferred} bytes transferred\t{result.seconds:.1f} s")
               + (f"\t{rate:.1f} MB/s" if rate else "") + ("\t(replaced a corrupt copy)" if result.replaced_bad_file else ""))
     for name, message in report.failures:
-        print(f"sdk-build: error: {message}", file=sys.stderr)
-    print(f"{len(report.results)} of {len(report.selected)} bundles in {args.dest}, "
-          f"{report.transferred} bytes transferred (catalog: {report.catalog})")
+        _print_error(message)
+    print(printable(f"{len(report.results)} of {len(report.selected)} bundles in {args.dest}, "
+                    f"{report.transferred} bytes transferred (catalog: {report.catalog})"))
     return 1 if report.failures else 0
 
 
@@ -350,11 +352,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except BuildError as exc:
-        print(f"sdk-build: error: {exc}", file=sys.stderr)
+        _print_error(str(exc), exc.details)
         return 2
     except KeyboardInterrupt:
         print("sdk-build: interrupted; no partial bundle was left under a final name", file=sys.stderr)
         return 130
+    except Exception as exc:  # a file-system failure from anywhere (ours, a converter's): one line, not a traceback
+        found = find_os_error(exc)
+        if found is None:
+            raise
+        _print_error(os_error_message(found))
+        return 2
+
+
+def _print_error(message: str, details: str = "") -> None:
+    """The one line a failure prints (text from outside made harmless: sdk_build.terminal), then any details."""
+    print(f"sdk-build: error: {printable(message)}", file=sys.stderr)
+    for line in details.splitlines():
+        print(f"  {printable(line)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ Bundles are hundreds of MB to GB over links that drop, so a download
   catalog: a stale catalog or a rebuilt file, not something to spend a gigabyte on;
 - holds an exclusive lock on the partial file, so two pulls into the same folder cannot interleave bytes.
 
-http(s) URLs go through urllib (redirects followed; an Authorization header is not forwarded to another host);
-`file:` URLs are read directly, with the same resume and verification, for catalogs on a local disk.
+http(s) URLs go through urllib with sdk_build.transfer_guard's opener (redirects followed only to http(s); an
+Authorization header is not forwarded to another host) and its stall guard: fewer than 64 KiB in a whole `timeout`
+window ends the attempt as a dropped connection, resumed by the next attempt, so a server trickling bytes cannot
+hold a pull for ever. `file:` URLs are read directly, with the same resume and verification, only when the
+`RemoteFile` allows them (a catalog on a local disk: `sdk_build.catalog_source` decides, never a remote catalog).
+A local file-system failure (a full disk, a read-only or missing folder) is a `PullError` naming the path.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdk_build.atomic import atomic_write_json
-from sdk_build.errors import IntegrityError, PullError
+from sdk_build.errors import IntegrityError, PullError, os_error_message
 from sdk_build.manifest import sha256_file
+from sdk_build.transfer_guard import OPENER, StallGuard
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_TIMEOUT_S = 30.0
@@ -57,6 +62,8 @@ class RemoteFile:
     bytes: int
     sha256: str
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    schemes: tuple[str, ...] = ("http", "https")
+    """URL schemes this file may be fetched with: `file` only for a catalog read from the local disk."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,17 +105,6 @@ class _Response:
     body: IO[bytes]
 
 
-class _NoCrossHostAuth(urllib.request.HTTPRedirectHandler):
-    """Follow redirects (Hugging Face sends files to a CDN) without handing credentials to another host."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
-            new.remove_header("Authorization")
-        return new
-
-
-_OPENER = urllib.request.build_opener(_NoCrossHostAuth)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -124,14 +120,16 @@ def _server_message(error: urllib.error.HTTPError) -> str:
     return body.strip()[:300] or str(error.reason)
 
 
-def _open_http(remote: RemoteFile, offset: int, validator: str | None, timeout: float) -> _Response:
+def _open_http(
+    remote: RemoteFile, offset: int, validator: str | None, timeout: float, guard: StallGuard
+) -> _Response:
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **remote.headers}
     if offset > 0 and validator:
         headers["Range"] = f"bytes={offset}-"
         headers["If-Range"] = validator
     request = urllib.request.Request(remote.url, headers=headers)
     try:
-        response = _OPENER.open(request, timeout=timeout)
+        response = OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416:
             raise _Restart("the server cannot continue the partial file (416)") from None
@@ -139,6 +137,8 @@ def _open_http(remote: RemoteFile, offset: int, validator: str | None, timeout: 
         hint = " (is the catalog stale? fetch it again)" if exc.code in (404, 409, 410) else ""
         raise PullError(f"{remote.name}: {remote.url} answered HTTP {exc.code}: {message}{hint}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if guard.stalled:
+            raise _Dropped(f"{remote.url}: {guard.reason}") from None
         raise _Dropped(f"cannot reach {remote.url}: {getattr(exc, 'reason', exc)}") from exc
     length = response.headers.get("Content-Length")
     start, total = 0, int(length) if length and length.isdigit() else None
@@ -172,12 +172,17 @@ def _open_file(remote: RemoteFile, offset: int, validator: str | None) -> _Respo
     return _Response(200, 0, st.st_size, stamp, None, handle)
 
 
-def _open(remote: RemoteFile, offset: int, validator: str | None, timeout: float) -> _Response:
-    scheme = urllib.parse.urlsplit(remote.url).scheme
+def _open(remote: RemoteFile, offset: int, validator: str | None, timeout: float, guard: StallGuard) -> _Response:
+    scheme = urllib.parse.urlsplit(remote.url).scheme.lower()
+    if scheme not in remote.schemes:
+        raise PullError(
+            f"{remote.name}: refusing to download {remote.url!r}: this catalog may only name "
+            f"{' or '.join(remote.schemes)} URLs"
+        )
     if scheme == "file":
         return _open_file(remote, offset, validator)
     if scheme in ("http", "https"):
-        return _open_http(remote, offset, validator, timeout)
+        return _open_http(remote, offset, validator, timeout, guard)
     raise PullError(f"{remote.name}: cannot download {remote.url!r}: only http(s) and file URLs are supported")
 
 
@@ -265,8 +270,20 @@ def _fetch_into(
     partial: _PartialFile, remote: RemoteFile, paths: tuple[Path, Path], timeout: float, report: ProgressCallback
 ) -> bool:
     """One request: continue (206) or restart (200) `partial`; returns whether it continued a range."""
+    with StallGuard(timeout) as guard:
+        return _transfer(partial, remote, paths, timeout, report, guard)
+
+
+def _transfer(
+    partial: _PartialFile,
+    remote: RemoteFile,
+    paths: tuple[Path, Path],
+    timeout: float,
+    report: ProgressCallback,
+    guard: StallGuard,
+) -> bool:
     part, state = paths
-    response = _open(remote, partial.size, partial.validator, timeout)
+    response = _open(remote, partial.size, partial.validator, timeout, guard)
     try:
         expected = remote.sha256.lower()
         if response.sha256 and response.sha256 != expected:
@@ -287,13 +304,17 @@ def _fetch_into(
             atomic_write_json(
                 state, {"url": remote.url, "sha256": expected, "bytes": remote.bytes, "validator": partial.validator}
             )
+        read = getattr(response.body, "read1", response.body.read)  # read1: back after each arrival, for the guard
         while partial.size < remote.bytes:
             try:
-                chunk = response.body.read(min(CHUNK_BYTES, remote.bytes - partial.size))
+                chunk = read(min(CHUNK_BYTES, remote.bytes - partial.size))
             except (OSError, http.client.HTTPException) as exc:
+                if guard.stalled:
+                    raise _Dropped(guard.reason) from None
                 raise _Dropped(f"the connection dropped ({type(exc).__name__})") from exc
             if not chunk:
-                raise _Dropped("the server closed the connection early")
+                raise _Dropped(guard.reason if guard.stalled else "the server closed the connection early")
+            guard.progress(len(chunk))
             partial.append(chunk)
             report(partial.size, remote.bytes)
         return ranged
@@ -312,7 +333,25 @@ def download(
     backoff_s: float = 0.5,
 ) -> DownloadResult:
     """Make `dest/remote.name` a verified copy of `remote` (see the module docstring); return what it took."""
-    dest = Path(dest)
+    try:
+        return _download(remote, Path(dest), progress, retries, timeout, backoff_s)
+    except OSError as exc:
+        part = partial_path(dest, remote.name)
+        try:
+            kept = f"; what arrived is kept in {part}: run the same pull again to resume" if part.is_file() else ""
+        except OSError:
+            kept = ""
+        raise PullError(f"{remote.name}: " + os_error_message(exc, f"cannot write into {dest}") + kept) from None
+
+
+def _download(
+    remote: RemoteFile,
+    dest: Path,
+    progress: ProgressCallback | None,
+    retries: int,
+    timeout: float,
+    backoff_s: float,
+) -> DownloadResult:
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / remote.name
     expected = remote.sha256.lower()

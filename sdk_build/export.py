@@ -10,13 +10,12 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from sdk_build.atomic import atomic_path, check_free_space
+from sdk_build.atomic import atomic_path, check_free_space, move_into_place
 from sdk_build.gpu.layout import split_tied_embedding
+from sdk_build.leftovers import work_dir
 from sdk_build.sources.checkpoint import Checkpoint
 
 EXPORT_FORMAT_VERSION = "1"
@@ -112,12 +111,12 @@ def export_float_tflite(
         kvcache_layout=kv_cache.KV_LAYOUT_TRANSPOSED if options.transposed_kv_cache else kv_cache.KV_LAYOUT_DEFAULT,
     )
     with (
-        tempfile.TemporaryDirectory(dir=destination.parent, prefix=".export-") as workdir,
+        work_dir(destination.parent, ".export-") as workdir,  # owned while it runs: sdk_build/leftovers.py
         _conversion_settings(lightweight_conversion=options.lightweight_conversion),
     ):
         produced = converter.convert_to_tflite(
             model,
-            output_path=workdir,
+            output_path=str(workdir),
             output_name_prefix="model",
             prefill_seq_len=sorted(prefill_lengths),
             kv_cache_max_len=ekv,
@@ -131,8 +130,7 @@ def export_float_tflite(
             promote_lora_signatures(Path(produced))  # LiteRT-LM binds LoRA inputs on prefill_N/decode only
         with atomic_path(facts_path(destination)) as tmp:
             tmp.write_text(json.dumps(facts, sort_keys=True))
-        with atomic_path(destination) as tmp:
-            shutil.move(produced, tmp)
+        move_into_place(Path(produced), destination)  # renamed from the work folder: no big temporary file outside it
     return destination
 
 

@@ -16,8 +16,11 @@ from pathlib import Path
 
 def main(request_path: str) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from sdk_build import mmap_guard
     from sdk_build.export import export_float_tflite
     from sdk_build.memory import own_peak_rss_bytes
+
+    mmap_guard.install()  # a full disk: an OSError in the log, not a silent SIGBUS
 
     request = pickle.loads(Path(request_path).read_bytes())
     export_float_tflite(request["checkpoint"], request["ekv"], request["prefill"], request["path"], request["options"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from sdk_build.errors import SpecError
+from sdk_build.file_names import plain_name_problem
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, Recipe, VariantSpec
 
@@ -26,7 +28,13 @@ def bundle_stem(checkpoint: Checkpoint, variant: VariantSpec) -> str:
 
 
 def bundle_filename(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat) -> str:
-    return bundle_stem(checkpoint, variant) + fmt.suffix
+    """The output file name; whatever its parts came from (a flag, a matrix file, an adapter folder), it is a plain
+    file name inside the output folder or a SpecError."""
+    name = bundle_stem(checkpoint, variant) + fmt.suffix
+    problem = plain_name_problem(name)
+    if problem:
+        raise SpecError(f"the output file name {name!r} {problem}; choose another --name")
+    return name
 
 
 def recipe_from_file_name(name: str) -> Recipe | None:

@@ -1,9 +1,16 @@
 """`build()`: checkpoint reference + variant spec -> bundles in an output folder, recorded in its manifest.
 
-Stages: resolve the checkpoint, export the float `.tflite` (cached per checkpoint/ekv/prefill set, in a child
-process so its ~6 GB for 1B is returned to the OS and measured), quantize per recipe, bundle per format,
-hash, and record in `manifest.json`. A bundle whose manifest entry has the same spec fingerprint and whose
-file is whole is not rebuilt.
+Stages: resolve the checkpoint, check everything that can be checked in seconds (sdk_build/preflight.py: the
+folders, the tokenizer, the weights' shapes, ekv against the model, the disk space each file system needs), export
+the float `.tflite` (cached per checkpoint/ekv/prefill set, in a child process so its ~6 GB for 1B is returned to
+the OS and measured), quantize per recipe, bundle per format, hash, and publish: each bundle takes its final name
+and its `manifest.json` entry in one step under the manifest lock (sdk_build/manifest.py), so no reader sees one
+without the other. A bundle whose manifest entry has the same spec fingerprint and whose file is whole is not
+rebuilt. Bundles are reproducible (sdk_build/reproducible.py): the same inputs give the same bytes, and the entry
+says so (`reproducible: true`).
+
+Work happens in hidden folders that are locked while in use (`.build-*` beside the output, `.export-*` beside the
+cache); a build first removes those a killed run left behind (sdk_build/leftovers.py).
 """
 
 from __future__ import annotations
@@ -21,18 +28,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
-from sdk_build.errors import BuildError
+from sdk_build.disk_space import build_needs, check_space
+from sdk_build.errors import BuildError, file_system_errors
 from sdk_build.export import ExportOptions, export_facts, float_export_path
 from sdk_build.gpu.buffers import tensor_sizes
 from sdk_build.gpu.layout import embedding_splits
-from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
+from sdk_build.leftovers import remove_leftovers, work_dir
+from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
 from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
 from sdk_build.naming import bundle_filename, bundle_stem
+from sdk_build.preflight import check_build_inputs, check_writable_folder
 from sdk_build.progress import console, status
 from sdk_build.quantize import build_recipe, embedding_storage, quantize_tflite
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
 from sdk_build.sources.provenance import warn_requantization_once
 from sdk_build.spec import BundleFormat, VariantSpec
+from sdk_build.terminal import markup_safe
 from sdk_build.versions import tool_versions
 
 if TYPE_CHECKING:
@@ -46,6 +57,11 @@ class BuildOutcome:
     entries: list[BundleEntry]
     skipped: bool
     seconds: float
+
+
+def _remove_leftovers(folder: Path) -> None:
+    for path, size in remove_leftovers(folder):
+        console.print(f"removed {markup_safe(path)} ({size / 2**20:.1f} MiB), left by a build that was killed")
 
 
 def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat, options: ExportOptions) -> str:
@@ -77,6 +93,13 @@ def is_up_to_date(output_dir: Path, entry: BundleEntry | None, fingerprint: str)
     return path.is_file() and path.stat().st_size == entry.bytes
 
 
+_EXIT_HINTS = {
+    -9: " (killed: out of memory? see README 'Memory')",
+    137: " (killed: out of memory? see README 'Memory')",
+    -7: " (bus error: did the disk fill up while it wrote? free space in the cache folder)",
+}
+
+
 def ensure_float_export(
     checkpoint: Checkpoint, variant: VariantSpec, cache_dir: Path, options: ExportOptions
 ) -> tuple[Path, int]:
@@ -99,8 +122,8 @@ def ensure_float_export(
             )
         if code != 0 or not result.exists():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            hint = " (killed: out of memory? see README 'Memory')" if code in (-9, 137) else ""
-            raise BuildError(f"the litert-torch export failed with exit code {code}{hint}; its last lines:\n{tail}")
+            hint = _EXIT_HINTS.get(code, "")
+            raise BuildError(f"the litert-torch export failed with exit code {code}{hint}; its last lines:", details=tail)
         return path, int(json.loads(result.read_text())["peak_rss_bytes"])
 
 
@@ -132,6 +155,8 @@ def build(
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
     export_options = export_options_for(variant, checkpoint, export_options)
     warn_requantization_once(checkpoint, variant.recipe.value)
+    check_writable_folder(output_dir, "--output")
+    _remove_leftovers(output_dir)
     manifest = load_manifest(output_dir)
     wanted = {
         fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options))
@@ -139,27 +164,36 @@ def build(
     }
     if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
         entries = [manifest.find(name) for name, _ in wanted.values()]
-        console.print(f"[green]up to date[/] {', '.join(n for n, _ in wanted.values())}")
+        console.print(f"[green]up to date[/] {markup_safe(', '.join(n for n, _ in wanted.values()))}")
         return BuildOutcome([e for e in entries if e], skipped=True, seconds=time.monotonic() - started)
 
+    check_build_inputs(checkpoint, variant)
+    export_path = float_export_path(cache, checkpoint, variant.ekv, variant.prefill_lengths, export_options)
+    check_writable_folder(export_path.parent, "--cache-dir")
+    _remove_leftovers(export_path.parent)
+    check_space(build_needs(
+        checkpoint.shape, variant, output_dir, export_path.parent, export_cached=export_path.exists(),
+        tokenizer_bytes=checkpoint.tokenizer_path.stat().st_size,
+    ))
     float_path, export_peak = ensure_float_export(checkpoint, variant, cache, export_options)
     facts = export_facts(float_path)
     template = prompt_template(checkpoint.instruction_tuned)
     entries: list[BundleEntry] = []
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".build-") as workdir:
-        quantized = Path(workdir) / f"{bundle_stem(checkpoint, variant)}.tflite"
+    with file_system_errors(f"cannot write the bundles into {output_dir}"), work_dir(output_dir, ".build-") as workdir:
+        quantized = workdir / f"{bundle_stem(checkpoint, variant)}.tflite"
         with status(f"quantize {variant.recipe.value}"):
             quantize_tflite(float_path, variant.recipe, quantized)
         # what a GPU engine must fit in single buffers: `verify --backend gpu` and the lab check it against the adapter
         largest = [t.to_dict() for t in tensor_sizes(quantized.read_bytes())[:3]]
         for fmt, (name, fingerprint) in wanted.items():
-            with status(f"bundle {name}"):
-                final = write_bundle(fmt, quantized, checkpoint.tokenizer_path, template, variant.ekv, output_dir / name)
+            with status(f"bundle {markup_safe(name)}"):
+                staged = write_bundle(
+                    fmt, quantized, checkpoint.tokenizer_path, template, variant.ekv, workdir / name, fingerprint
+                )
             entry = BundleEntry(
                 file=name,
-                bytes=final.stat().st_size,
-                sha256=sha256_file(final),
+                bytes=staged.stat().st_size,
+                sha256=sha256_file(staged),
                 model=checkpoint.model,
                 quantization=variant.recipe.value,
                 ekv=variant.ekv,
@@ -182,10 +216,11 @@ def build(
                        **({"residual_scale": facts["residual_scale"]} if "residual_scale" in facts else {}),
                        # the catalog's memory estimate needs the shape, also for custom (tiny) models
                        "model_shape": dataclasses.asdict(checkpoint.shape)},
+                reproducible=True,
             )
-            update_manifest(output_dir, entry)
+            publish_bundle(output_dir, staged, entry)
             entries.append(entry)
-            console.print(f"[green]built[/] {name} ({entry.bytes / 2**20:.1f} MiB)")
+            console.print(f"[green]built[/] {markup_safe(name)} ({entry.bytes / 2**20:.1f} MiB)")
     release_freed_memory()  # the quantizer's buffers, before a matrix starts its next float export
     if not entries:
         raise BuildError("nothing was built")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from sdk_build.atomic import check_free_space
 from sdk_build.catalog import CatalogBundle, Selection, select
 from sdk_build.catalog_source import LoadedCatalog, load_catalog
 from sdk_build.download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DownloadResult, ProgressCallback, download
-from sdk_build.errors import PullError
+from sdk_build.errors import PullError, os_error_message
 from sdk_build.progress import _quiet, console
+from sdk_build.terminal import markup_safe
 
 
 @dataclasses.dataclass
@@ -51,6 +53,21 @@ def _still_needed(dest: Path, bundle: CatalogBundle) -> int:
     return max(0, bundle.bytes - have)
 
 
+def _prepare_dest(dest: Path, chosen: list[CatalogBundle]) -> None:
+    """Make `dest` a writable folder with room for what is still to come, or say in one line why it cannot be."""
+    if dest.exists() and not dest.is_dir():
+        raise PullError(f"--dest {dest} is a file, not a folder; choose a folder to download into")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        needed = sum(_still_needed(dest, b) for b in chosen)
+    except OSError as exc:
+        raise PullError(os_error_message(exc, "cannot use --dest")) from None
+    if not os.access(dest, os.W_OK):
+        raise PullError(f"--dest {dest} is not writable; choose a folder you can write to")
+    if needed:
+        check_free_space(dest, needed + 64 * 2**20)
+
+
 @contextlib.contextmanager
 def _progress_bars() -> Iterator[tuple[object, bool]]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -80,14 +97,11 @@ def pull(
     """Download every bundle of `source`'s catalog matching `selection` into `dest`; see the module docstring."""
     catalog, chosen = plan(source, selection or Selection(), timeout=timeout, cache_dir=cache_dir)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    needed = sum(_still_needed(dest, b) for b in chosen)
-    if needed:
-        check_free_space(dest, needed + 64 * 2**20)
+    _prepare_dest(dest, chosen)
     report = PullReport(catalog.location, chosen, [], [])
     with _progress_bars() as (progress, live):
         for bundle in chosen:
-            task = progress.add_task(bundle.file, total=bundle.bytes)  # type: ignore[attr-defined]
+            task = progress.add_task(markup_safe(bundle.file), total=bundle.bytes)  # type: ignore[attr-defined]
 
             def update(done: int, total: int, task: int = task) -> None:
                 progress.update(task, completed=done, total=total)  # type: ignore[attr-defined]
@@ -98,11 +112,12 @@ def pull(
             except PullError as exc:
                 report.failures.append((bundle.file, str(exc)))
                 if not live and not _quiet():
-                    console.print(f"[red]failed[/] {bundle.file}", soft_wrap=True)
+                    console.print(f"[red]failed[/] {markup_safe(bundle.file)}", soft_wrap=True)
                 continue
             report.results.append(result)
             if not live and not _quiet():
                 console.print(
-                    f"{result.status} {bundle.file} ({result.transferred / 2**20:.1f} MiB transferred)", soft_wrap=True
+                    f"{result.status} {markup_safe(bundle.file)} ({result.transferred / 2**20:.1f} MiB transferred)",
+                    soft_wrap=True,
                 )
     return report

@@ -76,9 +76,15 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
 
 
 def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path) -> Path:
-    """Write the `recipe`-quantized copy of `float_model` to `destination` (atomically)."""
+    """Write the `recipe`-quantized copy of `float_model` to `destination` (atomically).
+
+    The quantizer writes through a memory map; `mmap_guard` makes a full disk an OSError there instead of SIGBUS.
+    """
     from ai_edge_quantizer import quantizer
 
+    from sdk_build import mmap_guard
+
+    mmap_guard.install()
     plan = build_recipe(recipe)
     with atomic_path(destination) as tmp:
         if plan is None:

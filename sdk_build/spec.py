@@ -11,6 +11,7 @@ import enum
 from collections.abc import Sequence
 
 from sdk_build.errors import SpecError
+from sdk_build.file_names import plain_name_problem
 
 DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (32, 128, 512, 1280)
 """Google's litert-community/Gemma3-1B-IT files carry prefill signatures of 32, 128, 512 and 1280 tokens."""
@@ -102,6 +103,10 @@ class VariantSpec:
             raise SpecError("at least one prefill length is needed")
         if any(length <= 0 for length in self.prefill_lengths):
             raise SpecError(f"prefill lengths must be positive, got {list(self.prefill_lengths)}")
+        if len(set(self.prefill_lengths)) != len(self.prefill_lengths):
+            raise SpecError(f"prefill lengths must differ (each is one signature), got {list(self.prefill_lengths)}")
+        if self.output_name is not None and (problem := plain_name_problem(self.output_name)):
+            raise SpecError(f"output name {self.output_name!r} {problem}; it must be a plain file name (no folders)")
         largest = max(self.prefill_lengths)
         if self.ekv < largest:
             raise SpecError(

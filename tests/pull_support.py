@@ -6,6 +6,7 @@
   `catalog.json` and bundles; with `hf_repo` set it answers Hugging Face's `/{repo}/resolve/{revision}/{file}`
   paths with the headers huggingface_hub reads (X-Repo-Commit, ETag), so `hf:` catalogs run against it through
   the real huggingface_hub via HF_ENDPOINT.
+- `HostileHost`: a server whose every byte the test writes: trickles, lies, redirects, endless bodies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import http.server
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
 
@@ -179,3 +180,88 @@ def static_host(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class HostileHost:
+    """A loopback HTTP server whose answers are written by the test, byte by byte: `routes[path](sock, head)`.
+
+    Each handler gets the raw client socket and the request head; it may send anything, as slowly as it likes, and
+    may return when done (the connection is then closed). `sent[path]` counts the bytes each route sent.
+    """
+
+    def __init__(self, routes: dict[str, Callable[[socket.socket, str], None]]) -> None:
+        self.routes = routes
+        self.sent: dict[str, int] = {}
+        self.requests: list[str] = []
+        self.stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        head = bytearray()
+        with contextlib.suppress(OSError):
+            client.settimeout(10)
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                data = client.recv(4096)
+                if not data:
+                    break
+                head += data
+        text = head.decode("latin-1")
+        self.requests.append(text)
+        path = text.split(" ", 2)[1] if text.count(" ") >= 2 else ""
+        handler = self.routes.get(path.split("?", 1)[0])
+        counting = _CountingSocket(client, self.sent, path)
+        try:
+            if handler is None:
+                counting.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            else:
+                handler(counting, text)  # type: ignore[arg-type]
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+            client.close()
+
+
+class _CountingSocket:
+    def __init__(self, sock: socket.socket, sent: dict[str, int], path: str) -> None:
+        self._sock, self._sent, self._path = sock, sent, path
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(data)
+        self._sent[self._path] = self._sent.get(self._path, 0) + len(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def http_answer(body: bytes, status: str = "200 OK", headers: dict[str, str] | None = None) -> bytes:
+    """A whole HTTP/1.1 response with Content-Length and Connection: close."""
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -182,11 +182,14 @@ def test_a_drop_is_resumed_within_one_pull(server: LiveServer, origin: Path, tmp
 
 
 def test_tampered_file_on_the_server_is_refused_and_nothing_is_left(origin: Path, tmp_path: Path) -> None:
+    """A plain static host (no sha256 header; our own server refuses such a file, test_web_identity) serves a
+    file changed after its catalog.json was written: pull's own hashing refuses it."""
     folder = tmp_path / "served"
     shutil.copytree(origin, folder)
+    write_catalog(folder)
     entry = task_int8(folder)
-    with live_server({"BUNDLES_DIR": folder}) as live:
-        catalog_url = live.base_url + "/api/catalog"
+    with static_host(folder) as (base, _):
+        catalog_url = base + "/" + CATALOG_NAME
         # The catalog is what the client saw; then one byte in the middle changes on disk (same size).
         with open(folder / entry.file, "r+b") as handle:
             handle.seek(entry.bytes // 2)

@@ -115,6 +115,40 @@ def test_unknown_unit_or_multi_range_gives_whole_file(server: LiveServer, served
     assert status == 200 and body == bundle_bytes(served)
 
 
+@pytest.mark.parametrize("extra", [1, 10**9])
+def test_a_suffix_range_longer_than_the_file_selects_the_whole_file(
+    server: LiveServer, served: dict[str, Any], extra: int
+) -> None:
+    """RFC 9110 14.1.2: a suffix-length beyond the representation's length selects all of it (206, not 416)."""
+    data = bundle_bytes(served)
+    status, headers, body = request(server, f"/bundles/{served['task']}", headers={"Range": f"bytes=-{len(data) + extra}"})
+    assert status == 206 and body == data
+    assert headers["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+    status, _, _ = request(server, f"/bundles/{served['task']}", headers={"Range": "bytes=-0"})
+    assert status == 416  # a zero-length suffix selects nothing
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_failing_preconditions_give_412_without_the_body(server: LiveServer, served: dict[str, Any], method: str) -> None:
+    sha, data = task_entry(served)["sha256"], bundle_bytes(served)
+    failing = [
+        {"If-Match": '"stale"'},
+        {"If-Match": f'W/"{sha}"'},  # If-Match compares strongly: a weak tag never matches
+        {"If-Match": '"stale"', "Range": "bytes=0-9"},  # preconditions come before the range
+        {"If-Unmodified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"},
+    ]
+    for headers in failing:
+        status, answer, body = request(server, f"/bundles/{served['task']}", method=method, headers=headers)
+        assert status == 412, headers
+        assert len(body) < 1000 and data[:64] not in body, headers
+        assert answer["ETag"] == f'"{sha}"'
+    passing = [{"If-Match": f'"{sha}"'}, {"If-Match": f'"other", "{sha}"'}, {"If-Match": "*"},
+               {"If-Unmodified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}]
+    for headers in passing:
+        status, _, body = request(server, f"/bundles/{served['task']}", method=method, headers=headers)
+        assert status == 200 and body == (data if method == "GET" else b""), headers
+
+
 def test_if_none_match_gives_304(server: LiveServer, served: dict[str, Any]) -> None:
     sha = task_entry(served)["sha256"]
     for value in (f'"{sha}"', f'W/"{sha}"', f'"other", "{sha}"', "*"):

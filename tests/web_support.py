@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from sdk_build.manifest import load_manifest
+from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle
 
 
 def _have_chromium() -> bool:
@@ -107,3 +107,18 @@ def make_serving_dir(tiny_bundle_dir: Path, destination: Path) -> dict[str, Any]
     return {"task": task.file, "pt_task": pt_name, "missing": "missing_bundle.task", "broken": "broken_model.task",
             "unlisted": "unlisted.task",
             "secret": secret, "entries": data["bundles"]}
+
+
+def list_bundle(directory: Path, name: str, data: bytes) -> BundleEntry:
+    """Publish `data` as bundle `name` in `directory` (file and manifest entry, as a build does): a stand-in file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = directory / f".staged-{name}"
+    staged.write_bytes(data)
+    entry = BundleEntry(
+        file=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), model="test", quantization="none",
+        ekv=0, prefill_lengths=[], target="test", format="task", instruction_tuned=False, start_token="",
+        stop_tokens=[], prompt_template={}, checkpoint={"ref": "test", "fingerprint": ""}, spec_fingerprint="",
+        tool_versions={}, build_seconds=0.0, peak_rss_bytes=0, created_utc="1970-01-01T00:00:00Z",
+    )  # fmt: skip
+    publish_bundle(directory, staged, entry)
+    return entry

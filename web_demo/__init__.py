@@ -15,6 +15,7 @@ from flask import Flask
 
 from web_demo.bench_store import BenchStore
 from web_demo.bundle_index import BundleIndex
+from web_demo.errors import register_json_errors
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_VENDOR_DIR = PACKAGE_DIR / "node_modules" / "@mediapipe" / "tasks-genai"
@@ -26,10 +27,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "RESULTS_DIR": None,
     # The npm-installed @mediapipe/tasks-genai package (pinned by web_demo/package-lock.json).
     "VENDOR_DIR": DEFAULT_VENDOR_DIR,
-    # Benchmark results kept in memory (oldest dropped first).
+    # Benchmark results kept in memory (oldest dropped first), by count and by bytes of JSON (web_demo/bench_store.py).
     "MAX_RESULTS": 200,
-    # Largest accepted request body (benchmark JSON); bundles are only ever downloaded, never uploaded.
-    "MAX_CONTENT_LENGTH": 2 * 2**20,
+    "MAX_RESULTS_BYTES": 16 * 2**20,
+    # Largest accepted request body (one benchmark result's JSON); bundles are only ever downloaded, never uploaded.
+    "MAX_CONTENT_LENGTH": 256 * 2**10,
+    # What one server run may write into RESULTS_DIR.
+    "MAX_RESULTS_DIR_BYTES": 256 * 2**20,
     # Cache-Control max-age for bundle files; the ETag (sha256) makes revalidation cheap either way.
     "BUNDLE_MAX_AGE": 3600,
 }
@@ -50,11 +54,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     results_dir = app.config["RESULTS_DIR"]
     app.extensions["bundle_index"] = BundleIndex(bundles_dir)
     app.extensions["bench_store"] = BenchStore(
-        max_results=int(app.config["MAX_RESULTS"]), directory=Path(results_dir) if results_dir else None
+        max_results=int(app.config["MAX_RESULTS"]), directory=Path(results_dir) if results_dir else None,
+        max_result_bytes=int(app.config["MAX_CONTENT_LENGTH"]), max_total_bytes=int(app.config["MAX_RESULTS_BYTES"]),
+        max_directory_bytes=int(app.config["MAX_RESULTS_DIR_BYTES"]),
     )
     app.register_blueprint(pages.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(api.bp)
+    register_json_errors(app)
 
     @app.after_request
     def _security_headers(response):  # type: ignore[no-untyped-def]

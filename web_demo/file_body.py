@@ -12,7 +12,9 @@ Reads use `os.pread` (no shared file position, no seek system calls). waitress r
 socket takes, seeks back and reads again: the last chunk is kept and its unsent rest is re-served as a
 memoryview of the same bytes (shorter than asked, as raw reads may be), so a partial send costs no second read.
 A file that shrinks while served raises OSError, which the server turns into a closed connection (the client
-sees a short body). Bundles are replaced by rename (sdk_build/atomic.py), which never changes an open file.
+sees a short body). Bundles are replaced by rename (sdk_build/manifest.py's publish_bundle), which never changes an
+open file. A slice is made from the very descriptor the bundle index identified (web_demo/bundle_index.py), so the
+bytes sent are the ones whose sha256 the response headers carry.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ from typing import Self
 
 
 class FileSlice:
-    """A read-only, seekable view of `length` bytes of `path` from `start`; positions are relative to `start`."""
+    """A read-only, seekable view of `length` bytes from `start`; positions are relative to `start`.
 
-    def __init__(self, path: Path, start: int, length: int) -> None:
+    `source` is a path (opened here) or an open descriptor, which the slice then owns and closes.
+    """
+
+    def __init__(self, source: Path | int, start: int, length: int) -> None:
         if start < 0 or length < 0:
             raise ValueError(f"bad slice start={start} length={length}")
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if isinstance(source, int):
+            self._fd = source
+        else:
+            self._fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         self._start = start
         self._length = length
         self._pos = 0

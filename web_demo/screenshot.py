@@ -23,12 +23,11 @@ DEFAULT_PROMPT = "The capital of France is"
 
 @contextlib.contextmanager
 def serve_in_thread(bundles: Path, host: str = "127.0.0.1") -> Iterator[str]:
-    """The real app under waitress in a daemon thread; yields its base URL."""
-    from waitress.server import create_server
-
+    """The real app under the production server (web_demo.wsgi_server) in a daemon thread; yields its base URL."""
     from web_demo import create_app
+    from web_demo.wsgi_server import make_server
 
-    server = create_server(create_app({"BUNDLES_DIR": bundles}), host=host, port=0, threads=4)
+    server = make_server(create_app({"BUNDLES_DIR": bundles}), host=host, port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

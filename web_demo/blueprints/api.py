@@ -7,12 +7,13 @@ manifest fields of the same name. Benchmark results arrive from the page in benc
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from sdk_build.manifest import SCHEMA_VERSION, BundleEntry
-from web_demo.bench_store import BenchStore
+from web_demo.bench_store import BenchStore, ResultTooLarge, StoreFull
 from web_demo.blueprints.files import SHA256_HEADER
 from web_demo.bundle_index import BundleIndex, BundleUnavailable
 
@@ -65,8 +66,8 @@ def catalog() -> Response:
     """The app-facing catalog (sdk_build.catalog) of the bundles this server can serve right now.
 
     URLs are server-relative paths (`/bundles/<file>`), resolved against this document's URL by clients, so they
-    stay right behind any host name, port or reverse proxy. Listed files that are missing or changed on disk are
-    left out and named under `omitted`.
+    stay right behind any host name, port or reverse proxy. Listed files that are missing or whose bytes on disk
+    are not the manifest's are left out and named under `omitted`.
     """
     from sdk_build.catalog import build_catalog
     from sdk_build.errors import CatalogError
@@ -75,12 +76,9 @@ def catalog() -> Response:
     servable, omitted = [], []
     for entry in index.manifest().bundles:
         try:
-            resolved = index.resolve(entry.file)
+            index.check(entry.file)
         except BundleUnavailable as exc:
             omitted.append({"file": entry.file, "reason": str(exc)})
-            continue
-        if resolved is None:
-            omitted.append({"file": entry.file, "reason": "not a plain file name"})
             continue
         servable.append(entry)
     try:
@@ -107,11 +105,19 @@ def catalog_schema() -> Response:
 
 @bp.post("/bench-results")
 def post_bench_result() -> Response:
-    data = request.get_json(silent=True)
+    store: BenchStore = current_app.extensions["bench_store"]
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):
+        data = None
     if not isinstance(data, dict):
         return _error(400, "expected a JSON object (the page's benchmark result)")
-    store: BenchStore = current_app.extensions["bench_store"]
-    record = store.add(data)
+    try:
+        record = store.add(data)
+    except ResultTooLarge as exc:
+        return _error(413, str(exc))
+    except StoreFull as exc:
+        return _error(507, str(exc))
     response = jsonify(id=record["id"], received_utc=record["received_utc"], file=record.get("file"))
     response.status_code = 201
     return response
@@ -134,6 +140,27 @@ def get_bench_result(result_id: int) -> Response:
 
 @bp.get("/health")
 def health() -> Response:
+    """Whether the server can serve bundles (HTTP 200, `ok`) or not (503), and every problem in words.
+
+    `ok` is about the bundles (a manifest that cannot be read serves nothing); a missing browser runtime only stops
+    the demo page, so it is listed under `problems` and `runtime_installed` without making the server unhealthy.
+    """
+    from sdk_build.errors import ManifestError
+    from web_demo.runtime_files import missing_runtime
+
     index: BundleIndex = current_app.extensions["bundle_index"]
-    vendor = current_app.config["VENDOR_DIR"]
-    return jsonify(ok=True, bundles=len(index.manifest().bundles), runtime_installed=(vendor / "genai_bundle.mjs").is_file())
+    problems: list[str] = []
+    try:
+        count = len(index.manifest().bundles)
+        ok = True
+    except ManifestError as exc:
+        problems.append(str(exc))
+        count, ok = 0, False
+    runtime_problem = missing_runtime(current_app.config["VENDOR_DIR"])
+    if runtime_problem:
+        problems.append(runtime_problem)
+    response = jsonify(ok=ok, bundles=count, runtime_installed=runtime_problem is None,
+                       runtime_problem=runtime_problem, problems=problems)
+    response.status_code = 200 if ok else 503
+    response.headers["Cache-Control"] = "no-cache"
+    return response

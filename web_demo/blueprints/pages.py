@@ -10,6 +10,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, send_from_directory
 
+from web_demo.runtime_files import missing_runtime
+
 bp = Blueprint("pages", __name__)
 
 VENDOR_PREFIX = "/vendor/tasks-genai"
@@ -27,8 +29,9 @@ def index() -> Response:
 @bp.get(f"{VENDOR_PREFIX}/<path:name>")
 def vendor(name: str) -> Response:
     root: Path = current_app.config["VENDOR_DIR"]
-    if not (root / "genai_bundle.mjs").is_file():
-        abort(503, description=f"the MediaPipe runtime is not installed at {root}: run `npm ci` in web_demo/")
+    missing = missing_runtime(root)
+    if missing:
+        abort(503, description=missing)
     allowed = name in _VENDOR_FILES or (name.startswith("wasm/") and name.count("/") == 1)
     if not allowed:
         abort(404)
