@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sdk_build.errors import BuildError
+from sdk_build.errors import BuildError, SourceError
 from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.export import ExportOptions
 from sdk_build.pipeline import build
@@ -95,7 +95,7 @@ def test_failed_build_leaves_nothing_that_looks_complete(
     broken = shutil.copytree(tiny_checkpoint_dir, tmp_path / "broken")
     (broken / "tokenizer.model").write_bytes(b"not a sentencepiece model")
     out = tmp_path / "out"
-    with pytest.raises(Exception):
+    with pytest.raises(SourceError, match="is not a SentencePiece model"):
         build(str(broken), make_variant("dynamic_int8", 128, [32]), out, cache_dir=gemma_edge_cache,
               allow_custom_shape=True)
     leftovers = [p.name for p in out.iterdir()] if out.exists() else []
