@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from sdk_build.manifest import SCHEMA_VERSION, BundleEntry
+from web_demo import vendor as vendored
 from web_demo.bench_store import BenchStore
 from web_demo.blueprints.files import SHA256_HEADER
 from web_demo.bundle_index import BundleIndex, BundleUnavailable
@@ -135,5 +136,6 @@ def get_bench_result(result_id: int) -> Response:
 @bp.get("/health")
 def health() -> Response:
     index: BundleIndex = current_app.extensions["bundle_index"]
-    vendor = current_app.config["VENDOR_DIR"]
-    return jsonify(ok=True, bundles=len(index.manifest().bundles), runtime_installed=(vendor / "genai_bundle.mjs").is_file())
+    installed = {p.name: (current_app.config[p.config_key] / p.marker).is_file() for p in vendored.PACKAGES}
+    return jsonify(ok=True, bundles=len(index.manifest().bundles), runtime_installed=installed["tasks-genai"],
+                   runtimes=installed)
