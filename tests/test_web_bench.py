@@ -34,7 +34,7 @@ def test_benchmark_mode_returns_json_and_posts_it(server: LiveServer, served: di
     result = run_page_benchmark(server.base_url, served["task"], "auto", prefill_tokens=32, decode_tokens=16,
                                 runs=2, warmup=1, timeout_s=180)
     assert result["ok"], result["error"]
-    assert result["schema"] == "gemma-edge.web-bench/1"
+    assert result["schema"] == "gemma-edge.web-bench/1" and result["runtime"]["id"] == "mediapipe"
     assert result["precision_used"] == "f32" and result["force_f32"] is True and "no shader-f16" in result["precision_note"]
     assert result["adapter"]["architecture"] == "swiftshader" and result["adapter"]["shaderF16"] is False
     assert result["adapter"]["limits"]["maxStorageBufferBindingSize"] > 0
@@ -48,6 +48,23 @@ def test_benchmark_mode_returns_json_and_posts_it(server: LiveServer, served: di
     stored = server.get_json("/api/bench-results")["results"]
     assert any(r["result"]["started_utc"] == result["started_utc"] for r in stored)
     assert result["posted"]["id"] in {r["id"] for r in stored}
+
+
+def test_benchmark_mode_runs_a_litertlm_through_litert_lm(server: LiveServer, served: dict[str, Any]) -> None:
+    litertlm = next(e for e in served["entries"] if e["format"] == "litertlm")
+    result = run_page_benchmark(server.base_url, litertlm["file"], "auto", prefill_tokens=32, decode_tokens=16,
+                                runs=2, warmup=1, timeout_s=300)
+    assert result["ok"], result["error"]
+    assert result["runtime"]["id"] == "litert-lm" and result["runtime"]["npm"] == "@litert-lm/core"
+    assert result["precision_used"] == "f32" and result["bundle"]["sha256"] == litertlm["sha256"]
+    assert len(result["runs"]) == 2
+    for run in result["runs"]:
+        # @litert-lm/core has no tokenizer call: the page sized the prompt from the engine's own count
+        assert run["prefill_tokens"] == 32 and run["decode_tokens"] == 16
+        assert run["engine"]["prefill_tokens"] == 33 and run["engine"]["decode_tokens"] == 16
+        for key in ("ttft_ms", "prefill_tok_s", "decode_tok_s", "total_ms"):
+            assert positive_finite(run[key]), (key, run)
+    assert positive_finite(result["load_ms"]) and positive_finite(result["summary"]["decode_tok_s"])
 
 
 def test_benchmark_mode_reports_f16_refusal(server: LiveServer, served: dict[str, Any]) -> None:
