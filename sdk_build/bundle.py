@@ -58,6 +58,11 @@ RAW_TEXT_JINJA = (
 )
 
 
+LITERTLM_LAYOUT = 2
+"""Bumped when write_litertlm writes something new into the file (2: the pass-through template), so bundles
+built before are rebuilt (it is part of their spec fingerprint)."""
+
+
 def litertlm_jinja_template(template: PromptTemplate) -> str | None:
     """The Jinja template a `.litertlm` carries: raw text for pretrained models, the runtime's own Gemma one otherwise."""
     return None if (template.user_prefix or template.model_prefix) else RAW_TEXT_JINJA

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
+from sdk_build.bundle import LITERTLM_LAYOUT, START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.errors import BuildError
 from sdk_build.export import ExportOptions, float_export_path
 from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
@@ -53,6 +53,8 @@ def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFo
         "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
         "tools": tool_versions(),
     }
+    if fmt is BundleFormat.LITERTLM:
+        data["litertlm_layout"] = LITERTLM_LAYOUT  # what bundle.write_litertlm puts in the file besides the model
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
