@@ -8,9 +8,11 @@ per bundle: `.task` through MediaPipe LLM Inference, `.litertlm` through @litert
 then decodes the same number of tokens from the same file: a `.task` through a raw-prompt session (what MediaPipe
 runs: the text after BOS), a `.litertlm` through a Conversation (what @litert-lm/core runs: the text through the
 bundle's own template). Agreement counts the tokens (the checkpoint's tokenizer, on both texts) that match
-position by position, and where they first differ. The page's load / TTFT / prefill / decode figures here are
-one answer each, first shader compilation included; the lab's protocol (`python -m device_tests.lab web`) gives
-the medians. `--screenshots DIR` saves the page after each answer (web_demo_<runtime>_screenshot.png).
+position by position, and where they first differ; `--fp32-reference` also compares each with the fp32 PyTorch
+model's greedy continuation (what `sdk-build verify` calls the reference), which tells a GPU that keeps
+activations in float (both web runtimes) from XNNPACK's dynamic int8 activations on the CPU. The page's load /
+TTFT / prefill / decode figures here are one answer each, first shader compilation included; the lab's protocol
+(`python -m device_tests.lab web`) gives the medians. `--screenshots DIR` saves the page after each answer (web_demo_<runtime>_screenshot.png).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench.common import print_table, write_results
 from device_tests.runners.web_server import serve_bundles
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.sources import resolve_checkpoint
-from sdk_build.verify import compare
+from sdk_build.verify import compare, reference_greedy
 
 DEFAULT_PROMPT = "The capital of France is"
 WEB_FORMATS = ("task", "litertlm")
@@ -95,17 +97,35 @@ def cpu_text(path: Path, fmt: str, prompt: str, new_tokens: int, ekv: int) -> st
         engine.close()
 
 
-def row(entry: BundleEntry, answer: dict[str, Any], cpu: str | None, tokenizer: Any) -> dict[str, Any]:
+def fp32_continuation(entry: BundleEntry, tokenizer: Any, prompt: str, new_tokens: int) -> str:
+    """The fp32 litert-torch model's greedy continuation of `prompt` (sdk_build.verify's reference)."""
+    from sdk_build.model_loader import load_torch_model
+
+    checkpoint = resolve_checkpoint(entry.checkpoint["ref"], allow_custom_shape=True)
+    cache_len = len(tokenizer.encode(prompt)) + new_tokens + 2
+    model = load_torch_model(checkpoint, mask_cache_size=cache_len)
+    (ids,) = reference_greedy(model, tokenizer, (prompt,), new_tokens, cache_len)
+    return str(tokenizer.decode(ids))
+
+
+def agreement(tokenizer: Any, reference: str | None, produced: str | None) -> dict[str, Any]:
+    ref_ids, got_ids = tokenizer.encode(reference or ""), tokenizer.encode(produced or "")
+    matching, divergence = compare(ref_ids, got_ids)
+    return {"agreeing": matching, "compared": len(ref_ids), "first_divergence": divergence}
+
+
+def row(entry: BundleEntry, answer: dict[str, Any], cpu: str | None, fp32: str | None, tokenizer: Any) -> dict[str, Any]:
     stats = answer.get("stats") or {}
-    page_ids, cpu_ids = tokenizer.encode(answer.get("text") or ""), tokenizer.encode(cpu or "")
-    matching, divergence = compare(cpu_ids, page_ids)
+    vs_cpu = agreement(tokenizer, cpu, answer.get("text"))
     return {
         "file": entry.file, "format": entry.format, "runtime": stats.get("runtime"), "error": answer.get("error"),
         "precision_used": stats.get("precision_used"), "load_ms": stats.get("load_ms"), "ttft_ms": stats.get("ttft_ms"),
         "prefill_tok_s": stats.get("prefill_tok_s"), "decode_tok_s": stats.get("decode_tok_s"),
         "tokens_in": stats.get("tokens_in"), "tokens_out": stats.get("tokens_out"), "engine": stats.get("engine"),
-        "page_text": answer.get("text"), "cpu_text": cpu, "agreeing_tokens": matching, "compared_tokens": len(cpu_ids),
-        "first_divergence": divergence,
+        "page_text": answer.get("text"), "cpu_text": cpu, "agreeing_tokens": vs_cpu["agreeing"],
+        "compared_tokens": vs_cpu["compared"], "first_divergence": vs_cpu["first_divergence"],
+        "fp32_text": fp32, "vs_fp32": agreement(tokenizer, fp32, answer.get("text")) if fp32 is not None else None,
+        "cpu_vs_fp32": agreement(tokenizer, fp32, cpu) if fp32 is not None and cpu is not None else None,
     }
 
 
@@ -117,6 +137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=16, help="new tokens per answer (SwiftShader: about 1 s each)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per answer in the page")
     parser.add_argument("--screenshots", type=Path, default=None, help="save the page after each answer here")
+    parser.add_argument("--fp32-reference", action="store_true", help="also compare with the fp32 PyTorch model")
     return parser.parse_args(argv)
 
 
@@ -127,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     max_tokens = len(tokenizer.encode(args.prompt)) + 1 + args.tokens  # prompt + BOS + answer
     with serve_bundles(args.bundles) as base_url:
         answers = page_answers(base_url, entries, args.prompt, max_tokens, args.timeout, args.screenshots)
+    fp32 = fp32_continuation(entries[0], tokenizer, args.prompt, args.tokens) if args.fp32_reference else None
     rows = []
     for entry in entries:
         answer = answers[entry.file]
         produced = (answer.get("stats") or {}).get("tokens_out") or args.tokens
         cpu = cpu_text(args.bundles / entry.file, entry.format, args.prompt, produced, entry.ekv) if not answer["error"] else None
-        rows.append(row(entry, answer, cpu, tokenizer))
+        rows.append(row(entry, answer, cpu, fp32, tokenizer))
     print_table(
         f"Web runtimes vs LiteRT-LM CPU: {args.prompt!r}, {args.tokens} new tokens, greedy, F32",
         ["file", "runtime", "load s", "TTFT s", "prefill tok/s", "decode tok/s", "agree (tokens)", "page text"],
@@ -145,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for r in rows:
         print(f"{r['file']}:\n  page: {r['page_text']!r}\n  cpu:  {r['cpu_text']!r}")
+        if r["vs_fp32"]:
+            print(f"  fp32: {r['fp32_text']!r}\n  page vs fp32 {r['vs_fp32']['agreeing']}/{r['vs_fp32']['compared']}, "
+                  f"cpu vs fp32 {r['cpu_vs_fp32']['agreeing']}/{r['cpu_vs_fp32']['compared']}")
     path = write_results(f"web_runtimes_{args.bundles.name}", {"prompt": args.prompt, "tokens": args.tokens, "rows": rows})
     print(f"wrote {path}")
     return 0 if all(not r["error"] for r in rows) else 1
