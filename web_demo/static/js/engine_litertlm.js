@@ -117,6 +117,14 @@ async function generate(engine, limits, prompt, { onPartial = () => {}, signal =
   // Waits for the engine to be idle (the conversation shares the engine's lock with the decode loop).
   const info = await conversation.getBenchmarkInfo().catch(() => null);
   await conversation.delete().catch(() => {});
+  // Tokens decoded that detokenize to nothing at all (invalid logits): seen with the real 270M on SwiftShader
+  // through Backend.GPU when the file leaves the decoder's activations to the backend's float16 default, while
+  // the same file answers on the CPU. An empty answer would read as a model that said nothing, so say so.
+  if (!text && stoppedAt === null && info && info.lastDecodeTokenCount > 1) {
+    throw new EngineError(`LiteRT-LM decoded ${info.lastDecodeTokenCount} tokens that carry no text: its WebGPU ` +
+      'backend gave invalid output for this bundle on this adapter (a .litertlm built for --target web-gpu asks ' +
+      'for float32 activations; others get the GPU backend\'s float16 default)');
+  }
   const engineStats = info && {
     prefill_tokens: info.lastPrefillTokenCount, prefill_tok_s: info.lastPrefillTokensPerSecond,
     decode_tokens: info.lastDecodeTokenCount, decode_tok_s: info.lastDecodeTokensPerSecond,
