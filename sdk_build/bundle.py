@@ -7,13 +7,15 @@ template, so the runtimes format prompts themselves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from sdk_build.atomic import atomic_path
 from sdk_build.errors import BuildError
-from sdk_build.spec import BundleFormat
+from sdk_build.spec import BundleFormat, Target
 
 START_TOKEN = "<bos>"
 STOP_TOKENS = ("<eos>", "<end_of_turn>")
@@ -58,9 +60,16 @@ RAW_TEXT_JINJA = (
 )
 
 
-LITERTLM_LAYOUT = 2
-"""Bumped when write_litertlm writes something new into the file (2: the pass-through template), so bundles
-built before are rebuilt (it is part of their spec fingerprint)."""
+LITERTLM_LAYOUT = 3
+"""Bumped when write_litertlm writes something new into the file (2: the pass-through template; 3: web-gpu
+bundles ask for float32 activations), so bundles built before are rebuilt (it is part of their spec fingerprint)."""
+
+WEB_ACTIVATIONS = "fp32"
+"""`prefer_activation_type` of a web-gpu `.litertlm`'s decoder section. LiteRT-LM's GPU backend otherwise runs
+the text decoder with float16 activations ("System's default activation type for Text decoder is fp16"), and
+@litert-lm/core 0.17.1 has no setting to change that: on an adapter without shader-f16 the real 270M then decodes
+tokens that carry no text (as MediaPipe's F16 fails there), while a float32 request answers as the CPU does. The
+loader reads this per-section metadata item (litert_lm_loader.cc: "prefer activation type")."""
 
 
 def litertlm_jinja_template(template: PromptTemplate) -> str | None:
@@ -102,10 +111,37 @@ def _check_task(path: Path) -> None:
         raise BuildError(f"{path.name} lacks TF_LITE_PREFILL_DECODE/TOKENIZER_MODEL (has {sorted(names)})")
 
 
-def write_litertlm(tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path) -> Path:
+@contextlib.contextmanager
+def _decoder_activations(activations: str | None) -> Iterator[None]:
+    """litert-torch's build_litertlm adds the decoder section without `prefer_activation_type`; while this is
+    active, litert_lm_builder's file builder adds it with `activations` (None: leave the builder alone)."""
+    if activations is None:
+        yield
+        return
+    import litert_lm_builder
+
+    base = litert_lm_builder.LitertLmFileBuilder
+
+    class Builder(base):  # type: ignore[misc, valid-type]
+        def add_tflite_model(self, tflite_model_path, model_type, backend_constraint=None,
+                             prefer_activation_type=None, additional_metadata=None):
+            return super().add_tflite_model(tflite_model_path, model_type, backend_constraint,
+                                            prefer_activation_type or activations, additional_metadata)
+
+    litert_lm_builder.LitertLmFileBuilder = Builder
+    try:
+        yield
+    finally:
+        litert_lm_builder.LitertLmFileBuilder = base
+
+
+def write_litertlm(tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path,
+                   activations: str | None = None) -> Path:
+    """`activations`: the decoder section's `prefer_activation_type` (WEB_ACTIVATIONS for web-gpu), or None."""
     from litert_torch.generative.utilities import litertlm_builder
 
-    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".litertlm-") as workdir:
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".litertlm-") as workdir, \
+            _decoder_activations(activations):
         work = Path(workdir)
         staged = work / (destination.stem + ".tflite")
         staged.symlink_to(tflite.resolve())
@@ -130,7 +166,9 @@ def write_litertlm(tflite: Path, tokenizer: Path, template: PromptTemplate, ekv:
     return destination
 
 
-def write_bundle(fmt: BundleFormat, tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path) -> Path:
+def write_bundle(fmt: BundleFormat, tflite: Path, tokenizer: Path, template: PromptTemplate, ekv: int, destination: Path,
+                 target: Target | None = None) -> Path:
     if fmt is BundleFormat.TASK:
         return write_task(tflite, tokenizer, template, destination)
-    return write_litertlm(tflite, tokenizer, template, ekv, destination)
+    activations = WEB_ACTIVATIONS if target is Target.WEB_GPU else None
+    return write_litertlm(tflite, tokenizer, template, ekv, destination, activations)

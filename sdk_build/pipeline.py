@@ -138,7 +138,9 @@ def build(
             quantize_tflite(float_path, variant.recipe, quantized)
         for fmt, (name, fingerprint) in wanted.items():
             with status(f"bundle {name}"):
-                final = write_bundle(fmt, quantized, checkpoint.tokenizer_path, template, variant.ekv, output_dir / name)
+                final = write_bundle(
+                    fmt, quantized, checkpoint.tokenizer_path, template, variant.ekv, output_dir / name, variant.target
+                )
             entry = BundleEntry(
                 file=name,
                 bytes=final.stat().st_size,
