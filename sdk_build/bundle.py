@@ -68,8 +68,9 @@ WEB_ACTIVATIONS = "fp32"
 """`prefer_activation_type` of a web-gpu `.litertlm`'s decoder section. LiteRT-LM's GPU backend otherwise runs
 the text decoder with float16 activations ("System's default activation type for Text decoder is fp16"), and
 @litert-lm/core 0.17.1 has no setting to change that: on an adapter without shader-f16 the real 270M then decodes
-tokens that carry no text (as MediaPipe's F16 fails there), while a float32 request answers as the CPU does. The
-loader reads this per-section metadata item (litert_lm_loader.cc: "prefer activation type")."""
+tokens that carry no text (as MediaPipe's F16 fails there, where its F32 answers). Whether this float32 request
+makes the real 270M answer in the page is not yet measured (docs/web_demo.md). The loader reads this per-section
+metadata item (litert_lm_loader.cc: "prefer activation type")."""
 
 
 def litertlm_jinja_template(template: PromptTemplate) -> str | None:
