@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=("task", "litertlm"),
-        help="bundle formats to run (default: all; web: task)",
+        help="bundle formats to run (default: all)",
     )
     parser.add_argument("--runs", type=int, default=5, help="measured runs per bundle (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="discarded warm-up runs (default 1)")

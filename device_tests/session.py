@@ -164,7 +164,7 @@ def run_lab(request: LabRequest, on_evaluation: Callable[[Evaluation], None] | N
     """
     if request.surface not in SURFACES:
         raise LabError(f"run_lab measures on {', '.join(SURFACES)}; use judge_results() for recorded results")
-    formats = request.formats or (("task",) if request.surface == "web" else ())
+    formats = request.formats or ()  # every format runs on every surface (web: .task in MediaPipe, .litertlm in LiteRT-LM)
     bundles = select_bundles(request.bundles_dir, request.selectors, formats)
     judge = Judge(request)  # loads baselines, policy and history first: bad data fails before minutes of runs
 

@@ -67,9 +67,17 @@ if ! .venv/bin/python -m sdk_build.gpu.vulkan >/dev/null 2>&1 || ! dpkg --compar
   .venv/bin/python -m sdk_build.gpu.vulkan || echo "setup: warning: still no usable Vulkan device"
 fi
 
-if [ -f web_demo/package-lock.json ] && [ ! -d web_demo/node_modules/@mediapipe/tasks-genai ]; then
+# Every package the lock pins (not only the first one ever added): a checkout that already had tasks-genai still
+# gets @litert-lm/core and @litertjs/wasm-utils when the lock gains them.
+npm_missing=""
+if [ -f web_demo/package-lock.json ]; then
+  for pkg in $(grep -o '"node_modules/[^"]*"' web_demo/package-lock.json | tr -d '"'); do
+    [ -f "web_demo/$pkg/package.json" ] || npm_missing="$npm_missing ${pkg#node_modules/}"
+  done
+fi
+if [ -n "$npm_missing" ]; then
   command -v npm >/dev/null 2>&1 || { echo "setup: npm is required for the web demo (install Node.js 20+)"; exit 1; }
-  echo "setup: installing the web demo's npm packages (pinned by package-lock.json)"
+  echo "setup: installing the web demo's npm packages (pinned by package-lock.json; missing:$npm_missing)"
   (cd web_demo && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: ready"

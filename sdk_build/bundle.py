@@ -46,6 +46,32 @@ def prompt_template(instruction_tuned: bool) -> PromptTemplate:
     return GEMMA_CHAT_TEMPLATE if instruction_tuned else PromptTemplate()
 
 
+# LiteRT-LM's Conversation API (the one @litert-lm/core streams answers through, and what its Kotlin and Python
+# apps use) renders messages with the bundle's Jinja template; a gemma3 bundle without one gets Gemma's chat
+# template, which would wrap a pretrained model's raw text in user/model turns. Pretrained bundles therefore carry
+# a template that passes the text through unchanged (the runtime adds the start token itself).
+RAW_TEXT_JINJA = (
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+
+LITERTLM_LAYOUT = 2
+"""Bumped when write_litertlm writes something new into the file (2: the pass-through template), so bundles
+built before are rebuilt (it is part of their spec fingerprint). Web-gpu bundles keep LiteRT-LM's default float16
+activations: the GPU targets' export is F16-safe (sdk_build/gpu/f16.py), which is what made the real 270M answer in
+F16 on lavapipe and on an NVIDIA GPU (docs/benchmarks.md#gpu)."""
+
+
+def litertlm_jinja_template(template: PromptTemplate) -> str | None:
+    """The Jinja template a `.litertlm` carries: raw text for pretrained models, the runtime's own Gemma one otherwise."""
+    return None if (template.user_prefix or template.model_prefix) else RAW_TEXT_JINJA
+
+
 def write_task(tflite: Path, tokenizer: Path, template: PromptTemplate, destination: Path) -> Path:
     from mediapipe.tasks.python.genai.bundler import llm_bundler
 
@@ -102,6 +128,7 @@ def write_litertlm(
             model_prompt_prefix=template.model_prefix or None,
             model_prompt_suffix=template.model_suffix or None,
             llm_model_type="gemma3",
+            jinja_prompt_template=litertlm_jinja_template(template),
         )
         built = work / (destination.stem + ".litertlm")
         with atomic_path(destination) as tmp:

@@ -73,7 +73,8 @@ WEB_PRECISION = {
     "without_shader_f16": "load with forceF32: true (F16 on such adapters produces invalid tokens)",
 }
 
-# Which runtimes read a format: LiteRT-LM also runs legacy .task files; MediaPipe's web runtime refuses .litertlm.
+# Which runtimes read a format: LiteRT-LM also runs legacy .task files; MediaPipe's web runtime refuses .litertlm,
+# which LiteRT-LM's own web runtime (@litert-lm/core) runs.
 RUNTIMES = {"task": ["mediapipe-llm-inference", "litert-lm"], "litertlm": ["litert-lm"]}
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
+from sdk_build.bundle import LITERTLM_LAYOUT, START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.disk_space import build_needs, check_space
 from sdk_build.errors import BuildError, file_system_errors
 from sdk_build.export import ExportOptions, export_facts, float_export_path
@@ -72,6 +72,8 @@ def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFo
         "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
         "tools": tool_versions(),
     }
+    if fmt is BundleFormat.LITERTLM:
+        data["litertlm_layout"] = LITERTLM_LAYOUT  # what bundle.write_litertlm puts in the file besides the model
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 

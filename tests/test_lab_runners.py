@@ -137,9 +137,9 @@ def _web_ready() -> str | None:
         automation.find_chromium()
     except Exception as exc:  # ChromiumNotFound
         return f"no Chromium: {exc}"
-    vendor = Path(automation.__file__).parent / "node_modules" / "@mediapipe" / "tasks-genai"
-    if not vendor.is_dir():
-        return "the web demo's MediaPipe runtime is not installed (npm ci in web_demo/)"
+    for package in ("@mediapipe/tasks-genai", "@litert-lm/core"):
+        if not (Path(automation.__file__).parent / "node_modules" / package).is_dir():
+            return f"the web demo's runtime {package} is not installed (npm ci in web_demo/)"
     return None
 
 
@@ -159,16 +159,19 @@ def test_web_lab_on_tiny_bundle(tiny_bundle_dir: Path, tmp_path: Path):
             timeout_s=300,
         )
     )
-    by_precision = {ev.result.precision: ev for ev in outcome.evaluations}
-    assert set(by_precision) == {"F16", "F32"}
-    f32 = by_precision["F32"].result
-    assert f32.status == "ok", f32.message
-    assert len(f32.samples) == 2 and all(s.decode_tokens_per_s > 0 for s in f32.samples)
-    assert f32.environment.surface == "web" and f32.environment.browser and f32.environment.adapter
-    f16 = by_precision["F16"]
-    if f16.result.environment.adapter.get("shaderF16") is False:
-        assert f16.result.status == "unsupported" and f16.verdict == V.UNSUPPORTED
-        assert f16.result.message.startswith("unsupported on this adapter")
+    # .task through MediaPipe and .litertlm through LiteRT-LM's web runtime, side by side, each at both precisions
+    by_run = {(Path(ev.result.bundle_file).suffix, ev.result.precision): ev for ev in outcome.evaluations}
+    assert set(by_run) == {(".task", "F16"), (".task", "F32"), (".litertlm", "F16"), (".litertlm", "F32")}
+    for suffix, runtime in ((".task", "mediapipe"), (".litertlm", "litert-lm")):
+        f32 = by_run[(suffix, "F32")].result
+        assert f32.status == "ok", f32.message
+        assert len(f32.samples) == 2 and all(s.decode_tokens_per_s > 0 for s in f32.samples)
+        assert f32.environment.surface == "web" and f32.environment.browser and f32.environment.adapter
+        assert f32.environment.extra["runtime"]["id"] == runtime and len(f32.environment.extra["texts"]) == 2
+        f16 = by_run[(suffix, "F16")]
+        if f16.result.environment.adapter.get("shaderF16") is False:
+            assert f16.result.status == "unsupported" and f16.verdict == V.UNSUPPORTED
+            assert f16.result.message.startswith("unsupported on this adapter")
     assert outcome.exit_code == 0
     page = outcome.html_path.read_text()
     assert "unsupported on this adapter" in page or f16.result.status == "ok"

@@ -247,8 +247,18 @@ def test_runtime_is_served_locally(server: LiveServer) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/javascript") and b"LlmInference" in body
     status, headers, body = request(server, "/vendor/tasks-genai/wasm/genai_wasm_internal.wasm", method="HEAD")
     assert status == 200 and headers["Content-Type"] == "application/wasm"
-    for path in ("/vendor/tasks-genai/package.json", "/vendor/tasks-genai/../../package.json", "/vendor/tasks-genai/wasm/../README.md"):
+    status, headers, body = request(server, "/vendor/litert-lm/dist/index.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript") and b"./engine.js" in body
+    status, headers, _ = request(server, "/vendor/litert-lm/wasm/litertlm_wasm_internal.wasm", method="HEAD")
+    assert status == 200 and headers["Content-Type"] == "application/wasm"
+    status, _, body = request(server, "/vendor/litertjs-wasm-utils/dist/index.js")
+    assert status == 200 and b"createWasmLib" in body
+    for path in ("/vendor/tasks-genai/package.json", "/vendor/tasks-genai/../../package.json", "/vendor/tasks-genai/wasm/../README.md",
+                 "/vendor/litert-lm/package.json", "/vendor/litert-lm/README.md", "/vendor/litert-lm/dist/index.d.ts",
+                 "/vendor/litert-lm/dist/../package.json", "/vendor/litertjs-wasm-utils/package.json", "/vendor/other/x.js"):
         assert request(server, path)[0] == 404, path
+    health = server.get_json("/api/health")
+    assert health["runtimes"] == {"tasks-genai": True, "litert-lm": True, "litertjs-wasm-utils": True}
     status, _, body = request(server, "/")
     assert status == 200 and b'src="/static/js/main.js"' in body
     assert b"cdn" not in body.lower() and b"https://" not in body

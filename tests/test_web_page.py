@@ -1,8 +1,8 @@
 """The demo page in a real headless Chromium (WebGPU on SwiftShader) against the real server on loopback.
 
-The tiny random-weight bundle from `tiny_bundle_dir` runs through MediaPipe's real WebGPU executor, so these
+The tiny random-weight `.task` from `tiny_bundle_dir` runs through MediaPipe's real WebGPU executor, so these
 check the page end to end: streaming, stats, precision choice, benchmark mode and its POST, error states.
-Answers are noise (random weights); the 270M test at the bottom checks real text.
+Answers are noise (random weights). LiteRT-LM's runtime (`.litertlm`) is in test_web_litertlm.py.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_f16_is_refused_on_an_adapter_without_shader_f16(page: Any, served: dict
     page.wait_for_function("document.body.dataset.state === 'error'")
     error = text(page, "#error")
     assert "F16 refused" in error and "shader-f16" in error and "F32" in error
-    assert page.evaluate("window.__demo.llm") is None
+    assert page.evaluate("window.__demo.model") is None
 
 
 def test_chat_streams_and_fills_plausible_stats(page: Any, served: dict[str, Any]) -> None:
@@ -93,7 +93,8 @@ def test_chat_streams_and_fills_plausible_stats(page: Any, served: dict[str, Any
     assert stats["tokens_in"] + 1 + stats["tokens_out"] <= 64
     assert stats["tokens_out"] > 1 and stats["updates"] > 1
     # The chat template was applied: the user turn markup counts as prompt tokens.
-    plain = page.evaluate("window.__demo.llm.sizeInTokens('Hello! Where is Paris?')")
+    assert stats["runtime"] == "mediapipe"
+    plain = page.evaluate("window.__demo.model.countTokens('Hello! Where is Paris?')")
     assert stats["tokens_in"] > plain
     shown = {el: text(page, f"[data-stat={el}]") for el in ("ttft_ms", "prefill_tok_s", "decode_tok_s", "precision_used")}
     assert shown["ttft_ms"].endswith("ms") and shown["decode_tok_s"].endswith("tok/s") and shown["precision_used"].startswith("F32")
@@ -157,15 +158,6 @@ def test_engine_error_shows_the_engines_message(page: Any, served: dict[str, Any
     error = text(page, "#error")
     assert f"The engine could not load {served['broken']}:" in error
     assert "TF_LITE_PREFILL_DECODE" in error  # MediaPipe's own message, passed through
-
-
-def test_litertlm_is_marked_not_for_the_browser(page: Any, served: dict[str, Any]) -> None:
-    litertlm = next(e["file"] for e in served["entries"] if e["format"] == "litertlm")
-    page.select_option("#bundle", litertlm)
-    assert page.get_attribute("#bundle-info", "data-fit") == "not-for-web"
-    page.click("#load")
-    page.wait_for_function("document.body.dataset.state === 'error'")
-    assert "Not a browser bundle" in text(page, "#error") and ".task" in text(page, "#error")
 
 
 def test_no_webgpu_is_reported(browser: Any, server: LiveServer) -> None:

@@ -1,8 +1,8 @@
 """gemma-edge web demo: a Flask app (factory + blueprints) serving the WebGPU chat page, the bundles and an API.
 
 `create_app(config)` is what tests, `python -m web_demo` and any WSGI server call. Blueprints split the three
-concerns: `pages` (the HTML/JS page and the locally pinned MediaPipe runtime), `files` (bundle downloads with
-Range/ETag, only for files the manifest lists) and `api` (manifest listing, benchmark results).
+concerns: `pages` (the HTML/JS page and the locally pinned runtimes, see `web_demo.vendor`), `files` (bundle
+downloads with Range/ETag, only for files the manifest lists) and `api` (manifest listing, benchmark results).
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ from flask import Flask
 from web_demo.bench_store import BenchStore
 from web_demo.bundle_index import BundleIndex
 from web_demo.errors import register_json_errors
+from web_demo.vendor import DEFAULT_DIRS, PACKAGES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_VENDOR_DIR = PACKAGE_DIR / "node_modules" / "@mediapipe" / "tasks-genai"
+DEFAULT_VENDOR_DIR = DEFAULT_DIRS["VENDOR_DIR"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
     # Folder holding the bundles and their manifest.json (sdk_build's output folder).
     "BUNDLES_DIR": Path("bundles"),
     # Optional folder where every POSTed benchmark result is also written as JSON (None: memory only).
     "RESULTS_DIR": None,
-    # The npm-installed @mediapipe/tasks-genai package (pinned by web_demo/package-lock.json).
-    "VENDOR_DIR": DEFAULT_VENDOR_DIR,
+    # The npm-installed runtimes (pinned by web_demo/package-lock.json): VENDOR_DIR is @mediapipe/tasks-genai,
+    # LITERT_LM_DIR @litert-lm/core, LITERTJS_WASM_UTILS_DIR the @litertjs/wasm-utils it imports.
+    **DEFAULT_DIRS,
     # Benchmark results kept in memory (oldest dropped first), by count and by bytes of JSON (web_demo/bench_store.py).
     "MAX_RESULTS": 200,
     "MAX_RESULTS_BYTES": 16 * 2**20,
@@ -50,7 +52,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not bundles_dir.is_dir():
         raise ValueError(f"bundle folder {bundles_dir} does not exist; build bundles first or pass --bundles DIR")
     app.config["BUNDLES_DIR"] = bundles_dir
-    app.config["VENDOR_DIR"] = Path(app.config["VENDOR_DIR"]).resolve()
+    for spec in PACKAGES:
+        app.config[spec.config_key] = Path(app.config[spec.config_key]).resolve()
     results_dir = app.config["RESULTS_DIR"]
     app.extensions["bundle_index"] = BundleIndex(bundles_dir)
     app.extensions["bench_store"] = BenchStore(

@@ -91,11 +91,15 @@ def launch_browser(chromium_path: str | None = None, extra_args: tuple[str, ...]
             context.close()
 
 
+RUNTIMES = ("auto", "mediapipe", "litert-lm")
+"""The page's runtime choices: auto picks by the bundle's format (.task: MediaPipe, .litertlm: LiteRT-LM)."""
+
+
 def bench_url(base_url: str, bundle_file: str, precision: str, prefill_tokens: int, decode_tokens: int,
-              runs: int, warmup: int) -> str:
+              runs: int, warmup: int, runtime: str = "auto") -> str:
     query = urllib.parse.urlencode({
         "bench": 1, "bundle": bundle_file, "precision": precision, "prefill": prefill_tokens,
-        "decode": decode_tokens, "runs": runs, "warmup": warmup,
+        "decode": decode_tokens, "runs": runs, "warmup": warmup, "runtime": runtime,
     })
     return f"{base_url.rstrip('/')}/?{query}"
 
@@ -110,16 +114,20 @@ def run_page_benchmark(
     warmup: int,
     chromium_path: str | None = None,
     timeout_s: float = 900.0,
+    runtime: str = "auto",
 ) -> dict[str, Any]:
     """Run the page's benchmark mode against a running web_demo server and return its result JSON.
 
     The dict has `ok`, `error` (the page's message when ok is false, e.g. F16 refused), `adapter` (vendor,
-    architecture, shaderF16, limits...), `precision_used`, `load_ms`, `runs` (one dict per measured run) and
-    `summary` (medians). A page failure is returned, not raised; a timeout or browser crash raises PageError.
+    architecture, shaderF16, limits...), `runtime` (which one ran it), `precision_used`, `load_ms`, `runs`
+    (one dict per measured run, with its prompt and greedy text) and `summary` (medians). A page failure is
+    returned, not raised; a timeout or browser crash raises PageError.
     """
     if precision not in {"auto", "f16", "f32"}:
         raise ValueError(f"precision must be auto, f16 or f32, not {precision!r}")
-    url = bench_url(base_url, bundle_file, precision, prefill_tokens, decode_tokens, runs, warmup)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    url = bench_url(base_url, bundle_file, precision, prefill_tokens, decode_tokens, runs, warmup, runtime)
     console: list[str] = []
     with launch_browser(chromium_path) as context:
         page = context.new_page()
@@ -164,19 +172,21 @@ def ask(
     prompt: str,
     *,
     precision: str = "auto",
+    runtime: str = "auto",
     max_tokens: int | None = None,
     top_k: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
-    """Pick `bundle_file` and the settings in the UI, send `prompt`, wait for the answer.
+    """Pick `bundle_file`, the runtime and the settings in the UI, send `prompt`, wait for the answer.
 
     Returns {"state", "error", "text", "partials" (distinct streamed texts seen in the DOM), "stats" (the page's
-    numbers: load_ms, ttft_ms, prefill_tok_s, decode_tok_s, tokens_in, tokens_out, precision_used, ...)}.
+    numbers: load_ms, ttft_ms, prefill_tok_s, decode_tok_s, tokens_in, tokens_out, precision_used, runtime, ...)}.
     """
     page.select_option("#bundle", bundle_file)
     page.check(f"input[name=precision][value={precision}]")
+    page.check(f"input[name=runtime][value={runtime}]")
     for selector, value in (("#maxTokens", max_tokens), ("#topK", top_k), ("#temperature", temperature), ("#seed", seed)):
         if value is not None:
             page.fill(selector, str(value))

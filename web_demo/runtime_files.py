@@ -8,6 +8,10 @@ route answers 503 with the same words, and the page shows them (static/js/runtim
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from web_demo.vendor import VendoredPackage
 
 RUNTIME_ENTRY = "genai_bundle.mjs"
 RUNTIME_WASM = "wasm"
@@ -24,3 +28,13 @@ def missing_runtime(vendor_dir: Path) -> str | None:
         f"the MediaPipe web runtime (@mediapipe/tasks-genai) is not installed: {vendor_dir} lacks "
         f"{', '.join(missing)}; {INSTALL_HINT}"
     )
+
+
+def missing_package(spec: VendoredPackage, root: Path) -> str | None:
+    """`missing_runtime` for any vendored package (`web_demo.vendor.PACKAGES`): what is missing and how to install
+    it, or None."""
+    if spec.name == "tasks-genai":
+        return missing_runtime(root)
+    if (Path(root) / spec.marker).is_file():
+        return None
+    return f"{spec.npm} is not installed: {root} lacks {spec.marker}; {INSTALL_HINT}"

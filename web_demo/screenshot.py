@@ -1,9 +1,11 @@
 """Screenshot of the demo after an answer (for docs/web_demo_screenshot.png).
 
-    python -m web_demo.screenshot --bundles DIR [--bundle FILE] [--prompt TEXT] [--out docs/web_demo_screenshot.png]
+    python -m web_demo.screenshot --bundles DIR [--bundle FILE] [--runtime auto|mediapipe|litert-lm] [--prompt TEXT]
+                                  [--out docs/web_demo_screenshot.png]
 
 Starts the app under waitress on a free loopback port (or uses --base-url), asks one question in headless
-Chromium and saves a full-page PNG.
+Chromium and saves a full-page PNG. The runtime is the page's: by default the one for the bundle's format
+(`.task`: MediaPipe, `.litertlm`: LiteRT-LM).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from web_demo.automation import ask, launch_browser, open_demo
+from web_demo.automation import RUNTIMES, ask, launch_browser, open_demo
 
 DEFAULT_PROMPT = "The capital of France is"
 
@@ -43,6 +45,7 @@ def capture_screenshot(
     prompt: str = DEFAULT_PROMPT,
     *,
     precision: str = "auto",
+    runtime: str = "auto",
     max_tokens: int | None = 32,
     chromium_path: str | None = None,
     timeout_s: float = 600.0,
@@ -51,7 +54,7 @@ def capture_screenshot(
     with launch_browser(chromium_path) as context:
         page = open_demo(context, base_url)
         page.set_viewport_size({"width": 1000, "height": 900})
-        answer = ask(page, bundle_file, prompt, precision=precision, max_tokens=max_tokens, top_k=1,
+        answer = ask(page, bundle_file, prompt, precision=precision, runtime=runtime, max_tokens=max_tokens, top_k=1,
                      temperature=0, timeout_s=timeout_s)
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=True)
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", help="bundle file name (default: the first .task in the manifest)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--precision", default="auto", choices=["auto", "f16", "f32"])
+    parser.add_argument("--runtime", default="auto", choices=list(RUNTIMES))
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the answer (the real 270M: minutes)")
     parser.add_argument("--max-tokens", type=int, default=32,
                         help="prompt + answer tokens (default 32: the 270M decodes ~0.5 tok/s on SwiftShader)")
     parser.add_argument("--out", type=Path, default=Path("docs/web_demo_screenshot.png"))
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             bundle = listed[0]["file"]
         answer = capture_screenshot(base_url, bundle, args.out, args.prompt, precision=args.precision,
-                                    max_tokens=args.max_tokens)
+                                    runtime=args.runtime, max_tokens=args.max_tokens, timeout_s=args.timeout)
     if answer["error"]:
         print(f"warning: the page reported an error: {answer['error']}", file=sys.stderr)
     print(f"saved {args.out} ({bundle}: {answer['text'][:80]!r})")

@@ -1,5 +1,8 @@
 """Web runner: the demo page's benchmark mode in Chromium, driven by `web_demo.automation`.
 
+The page runs each bundle in the runtime for its format: `.task` in MediaPipe LLM Inference
+(@mediapipe/tasks-genai), `.litertlm` in LiteRT-LM's own web runtime (@litert-lm/core); the result records
+which one (environment.extra["runtime"]), so the two are compared side by side on the same model.
 Each precision runs in a fresh browser. F16 on an adapter without `shader-f16` (SwiftShader here) is
 reported as status "unsupported" ("unsupported on this adapter"), never as an error or a slow run: the
 page refuses it because F16 arithmetic goes wrong there (FACTS: a real 270M gave token id -1).
@@ -57,6 +60,9 @@ def page_to_result(page: dict[str, Any], bundle: BundleInfo, precision: str, opt
             "max_tokens": page.get("max_tokens"),
             "user_agent": page.get("user_agent"),
             "actual_tokens": [(r.get("prefill_tokens"), r.get("decode_tokens")) for r in page.get("runs") or []],
+            "runtime": page.get("runtime"),
+            # what each measured run generated greedily, to compare with another runtime or the CPU
+            "texts": [r.get("text") for r in page.get("runs") or []],
         }
     )
     env = Environment(

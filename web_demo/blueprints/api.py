@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from sdk_build.manifest import SCHEMA_VERSION, BundleEntry
+from web_demo import vendor as vendored
 from web_demo.bench_store import BenchStore, ResultTooLarge, StoreFull
 from web_demo.blueprints.files import SHA256_HEADER
 from web_demo.bundle_index import BundleIndex, BundleUnavailable
@@ -146,7 +147,7 @@ def health() -> Response:
     the demo page, so it is listed under `problems` and `runtime_installed` without making the server unhealthy.
     """
     from sdk_build.errors import ManifestError
-    from web_demo.runtime_files import missing_runtime
+    from web_demo.runtime_files import missing_package, missing_runtime
 
     index: BundleIndex = current_app.extensions["bundle_index"]
     problems: list[str] = []
@@ -159,8 +160,10 @@ def health() -> Response:
     runtime_problem = missing_runtime(current_app.config["VENDOR_DIR"])
     if runtime_problem:
         problems.append(runtime_problem)
+    # Each runtime the page may use (MediaPipe for .task, LiteRT-LM for .litertlm): installed or not.
+    installed = {p.name: missing_package(p, current_app.config[p.config_key]) is None for p in vendored.PACKAGES}
     response = jsonify(ok=ok, bundles=count, runtime_installed=runtime_problem is None,
-                       runtime_problem=runtime_problem, problems=problems)
+                       runtime_problem=runtime_problem, problems=problems, runtimes=installed)
     response.status_code = 200 if ok else 503
     response.headers["Cache-Control"] = "no-cache"
     return response

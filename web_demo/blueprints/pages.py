@@ -1,7 +1,8 @@
-"""The demo page and the MediaPipe runtime it imports, both served by this app (never from a CDN).
+"""The demo page and the LLM runtimes it imports, all served by this app (never from a CDN).
 
-The runtime comes from `web_demo/node_modules/@mediapipe/tasks-genai` (pinned by package-lock.json, installed
-with `npm ci` in web_demo/). Only the ES module bundle and the wasm folder are exposed, under /vendor/tasks-genai/.
+The runtimes come from `web_demo/node_modules` (pinned by package-lock.json, installed with `npm ci` in
+web_demo/): `@mediapipe/tasks-genai` for `.task` bundles and `@litert-lm/core` (+ `@litertjs/wasm-utils`) for
+`.litertlm` ones. `web_demo.vendor` lists which of their files are exposed, under /vendor/<name>/.
 """
 
 from __future__ import annotations
@@ -10,13 +11,10 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, send_from_directory
 
-from web_demo.runtime_files import missing_runtime
+from web_demo import vendor as vendored
+from web_demo.runtime_files import missing_package
 
 bp = Blueprint("pages", __name__)
-
-VENDOR_PREFIX = "/vendor/tasks-genai"
-_VENDOR_FILES = {"genai_bundle.mjs", "genai_bundle.mjs.map"}
-_MIMETYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".map": "application/json"}
 
 
 @bp.get("/")
@@ -26,14 +24,16 @@ def index() -> Response:
     return response
 
 
-@bp.get(f"{VENDOR_PREFIX}/<path:name>")
-def vendor(name: str) -> Response:
-    root: Path = current_app.config["VENDOR_DIR"]
-    missing = missing_runtime(root)
+@bp.get("/vendor/<package>/<path:name>")
+def vendor(package: str, name: str) -> Response:
+    spec = vendored.package(package)
+    if spec is None:
+        abort(404)
+    root = Path(current_app.config[spec.config_key])
+    missing = missing_package(spec, root)
     if missing:
         abort(503, description=missing)
-    allowed = name in _VENDOR_FILES or (name.startswith("wasm/") and name.count("/") == 1)
-    if not allowed:
+    path = spec.file(root, name)
+    if path is None:
         abort(404)
-    suffix = Path(name).suffix
-    return send_from_directory(root, name, mimetype=_MIMETYPES.get(suffix), max_age=3600)
+    return send_from_directory(root, name, mimetype=vendored.MIMETYPES.get(Path(name).suffix), max_age=3600)

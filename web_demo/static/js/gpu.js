@@ -9,6 +9,9 @@ export const LIMIT_NAMES = [
 // MediaPipe's own warning threshold: most LLMs need buffers/bindings of at least this many bytes.
 export const ENGINE_MIN_BINDING = 524550144;
 
+// Bundle formats a runtime on this page reads (runtimes.js): .task (MediaPipe) and .litertlm (LiteRT-LM).
+export const WEB_FORMATS = ['task', 'litertlm'];
+
 /** Returns {supported, reason?, vendor, architecture, device, description, features[], shaderF16, limits{}}. */
 export async function detectGpu() {
   if (!('gpu' in navigator) || !navigator.gpu) {
@@ -40,13 +43,12 @@ export async function detectGpu() {
  * Whether a bundle can load on this adapter: {status: 'fits'|'may-not-fit'|'too-large'|'not-for-web', reason}.
  * Where the build recorded the bundle's largest tensor, that decides. Otherwise: no tensor can be larger than the whole file, so a bundle no bigger than maxStorageBufferBindingSize always
  * fits. A larger one needs the adapter to meet the engine's minimum binding size (its biggest weight buffers,
- * the embedding table, are hundreds of MiB for Gemma-class models); below that it is too large.
+ * the embedding table, are hundreds of MiB for Gemma-class models); below that it is too large. Formats no
+ * runtime on the page reads are 'not-for-web'.
  */
 export function fitCheck(entry, gpu) {
-  if (entry.format && entry.format !== 'task') {
-    // Seen with litert-torch .litertlm files: "could not find gpu_artisan .bin file in .litertlm package".
-    return { status: 'not-for-web', reason: `MediaPipe's web runtime loads .task bundles; this ${entry.format} ` +
-      'file is for LiteRT-LM on phones and desktops (it has no WebGPU section)' };
+  if (entry.format && !WEB_FORMATS.includes(entry.format)) {
+    return { status: 'not-for-web', reason: `this page runs ${WEB_FORMATS.map((f) => `.${f}`).join(' and ')} bundles, not .${entry.format}` };
   }
   if (!gpu || !gpu.supported) return { status: 'too-large', reason: 'no WebGPU adapter' };
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
@@ -61,7 +63,7 @@ export function fitCheck(entry, gpu) {
   if (entry.bytes <= binding) return { status: 'fits', reason: `fits the adapter's buffer limits (${fmtBytes(binding)})` };
   if (binding < ENGINE_MIN_BINDING) {
     return { status: 'too-large', reason: `${fmtBytes(entry.bytes)} model, but this adapter binds at most ` +
-      `${fmtBytes(binding)} per buffer; MediaPipe needs ${fmtBytes(ENGINE_MIN_BINDING)} for models this size` };
+      `${fmtBytes(binding)} per buffer; the engines need ${fmtBytes(ENGINE_MIN_BINDING)} for models this size` };
   }
   const mem = navigator.deviceMemory;  // GiB, capped at 8 by Chrome; absent elsewhere
   if (mem && entry.bytes > mem * 2 ** 30 / 2) {

@@ -1,10 +1,11 @@
 // LoRA adapters on the page: the runtime adapter files the manifest lists for the selected bundle (served by this
-// server under /bundles/), loaded into the engine with loadLoraModel() and passed to generateResponse() when
+// server under /bundles/), loaded into the engine with the model's loadLora() and passed to generate() when
 // "Answer with the LoRA adapter" is ticked. State is mirrored on window.__demo.lora for automation.
 //
-// MediaPipe tasks-genai 0.10.29 refuses LoRA for converted .task models ("LoRA is not supported for converted LLM
-// models (.task format) yet..."): it loads adapters only for its own .bin GPU models. When it refuses, the page
-// says so and points at the fused bundle, which carries the adapter in its weights and needs no runtime support.
+// Neither web runtime loads one into our bundles: MediaPipe tasks-genai 0.10.29 refuses LoRA for converted .task
+// models ("LoRA is not supported for converted LLM models (.task format) yet..."), it loads adapters only for its
+// own .bin GPU models; @litert-lm/core 0.17.1 has no call to load an adapter at all. When the runtime refuses, the
+// page says so and points at the fused bundle, which carries the adapter in its weights and needs no runtime support.
 
 const $ = (id) => document.getElementById(id);
 export const loraState = { file: null, model: null, error: null, loadedFor: null };
@@ -54,14 +55,14 @@ export function resetLora() {
   $('lora-status').className = 'hint';
 }
 
-/** Load the selected adapter file into `llm`; returns true on success, shows the runtime's message otherwise. */
-export async function loadLora(llm, entry) {
+/** Load the selected adapter file into `model`; returns true on success, shows the runtime's message otherwise. */
+export async function loadLora(model, entry) {
   const adapter = ((entry && entry.adapters) || []).find((a) => a.file === $('lora-select').value);
   if (!adapter) return false;
   const status = $('lora-status');
   status.textContent = `Loading ${adapter.file}…`;
   try {
-    loraState.model = await llm.loadLoraModel(adapter.path || adapter.url);
+    loraState.model = await model.loadLora(adapter.path || adapter.url);
     Object.assign(loraState, { file: adapter.file, error: null, loadedFor: entry.file });
     $('lora-use').disabled = false;
     $('lora-use').checked = true;

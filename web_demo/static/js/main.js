@@ -1,15 +1,16 @@
-// Page wiring: adapter panel, bundle picker, load, chat with streaming/stop, stats, benchmark mode.
+// Page wiring: adapter panel, bundle picker, runtime choice, load, chat with streaming/stop, stats, benchmark mode.
 // Page state is mirrored on document.body.dataset.state ('init'|'idle'|'loading'|'ready'|'generating'|'error')
 // and window.__demo, so people, screen readers (aria-live regions) and automation see the same thing.
 import { benchParams, postResult, runBenchmark } from './bench.js';
-import { DownloadError, generate, loadModel } from './engine.js';
 import { detectGpu, fitCheck, fmtBytes } from './gpu.js';
 import { choosePrecision } from './precision.js';
 import { activeLora, loadLora, loraRanksFor, loraState, renderLora, resetLora } from './lora.js';
 import { formatPrompt, templateFor } from './prompt.js';
+import { chooseRuntime } from './runtimes.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { gpu: null, bundles: [], llm: null, loadedKey: null, loadMs: null, precision: null, history: [], stats: null };
+const state = { gpu: null, bundles: [], model: null, loadedKey: null, loadMs: null, precision: null, runtime: null,
+  history: [], historyTokens: 0, stats: null };
 state.lora = loraState;
 window.__demo = state;
 
@@ -46,6 +47,7 @@ function renderGpu(gpu) {
 
 const selectedEntry = () => state.bundles.find((b) => b.file === $('bundle').value) || null;
 const selectedPrecision = () => document.querySelector('input[name=precision]:checked').value;
+const selectedRuntime = () => document.querySelector('input[name=runtime]:checked').value;
 
 function renderBundles() {
   const sel = $('bundle');
@@ -57,7 +59,7 @@ function renderBundles() {
     opt.textContent = `${b.file} — ${fmtBytes(b.bytes)} — ${fit.status === 'fits' ? 'fits' : fit.status.replace(/-/g, ' ')}`;
     sel.append(opt);
   }
-  // Default to the first .task: that is the format MediaPipe's web runtime loads (.litertlm may not).
+  // Default to the first .task: MediaPipe's runtime is the proven one (@litert-lm/core is an early preview).
   const firstTask = state.bundles.find((b) => b.format === 'task');
   if (firstTask) sel.value = firstTask.file;
   if (!state.bundles.length) {
@@ -79,6 +81,16 @@ function renderBundleInfo() {
   $('maxTokens').max = b.ekv;
   $('template-note').textContent = templateFor(b) ? 'Gemma chat template applied.' : 'Raw text: the model continues your text.';
   renderLora(b);
+  renderRuntimeNote();
+}
+
+function renderRuntimeNote() {
+  const b = selectedEntry();
+  if (!b) return;
+  const r = chooseRuntime(b, selectedRuntime());
+  const note = $('runtime-note');
+  note.textContent = r.ok ? r.note : r.error;
+  note.className = `hint${r.ok ? '' : ' bad'}`;
 }
 
 function renderPrecisionNote() {
@@ -93,7 +105,7 @@ function settings() {
   const num = (id, dflt) => { const v = Number($(id).value); return Number.isFinite(v) && $(id).value !== '' ? v : dflt; };
   return {
     maxTokens: Math.min(num('maxTokens', b.ekv), b.ekv), topK: num('topK', 40), temperature: num('temperature', 0.8),
-    randomSeed: num('seed', 0), precision: selectedPrecision(),
+    randomSeed: num('seed', 0), precision: selectedPrecision(), runtime: selectedRuntime(),
   };
 }
 
@@ -115,6 +127,8 @@ async function load() {
   const entry = selectedEntry();
   if (!entry) return false;
   const s = settings();
+  const chosen = chooseRuntime(entry, s.runtime);
+  if (!chosen.ok) { showError(chosen.error); renderRuntimeNote(); return false; }
   const precision = choosePrecision(s.precision, state.gpu);
   if (!precision.ok) { showError(precision.error); renderPrecisionNote(); return false; }
   const fit = fitCheck(entry, state.gpu);
@@ -123,7 +137,7 @@ async function load() {
     showError(`${what}: ${fit.reason}. (Add ?force=1 to the URL to try anyway.)`);
     return false;
   }
-  if (state.llm) { state.llm.close(); state.llm = null; state.loadedKey = null; }
+  if (state.model) { const old = state.model; state.model = null; state.loadedKey = null; await old.close(); }
   setState('loading');
   for (const id of ['load', 'send', 'prompt']) $(id).disabled = true;
   const bar = $('download');
@@ -131,18 +145,22 @@ async function load() {
   $('load-status').textContent = `Downloading ${entry.file}…`;
   try {
     resetLora();
-    const res = await loadModel(entry, { ...s, forceF32: precision.forceF32, loraRanks: loraRanksFor(entry) }, (loaded, total) => {
+    const runtime = chosen.runtime;
+    $('load-status').textContent = `Downloading ${entry.file} for ${runtime.label}…`;
+    const model = await runtime.load(entry, { ...s, forceF32: precision.forceF32, loraRanks: loraRanksFor(entry) }, (loaded, total) => {
       bar.max = total; bar.value = loaded;
-      $('load-status').textContent = loaded < total ? `Downloading ${fmtBytes(loaded)} of ${fmtBytes(total)}…` : 'Initialising the engine…';
+      $('load-status').textContent = loaded < total ? `Downloading ${fmtBytes(loaded)} of ${fmtBytes(total)}…` : `Initialising ${runtime.label}…`;
     });
-    Object.assign(state, { llm: res.llm, loadMs: res.loadMs, precision, loadedKey: JSON.stringify({ f: entry.file, ...s }), history: [] });
-    $('load-status').textContent = `Loaded ${entry.file} in ${(res.loadMs / 1000).toFixed(1)} s (${precision.used.toUpperCase()}).`;
-    setStat('load_ms', fmt(res.loadMs, 'ms', 0), res.loadMs);
+    Object.assign(state, { model, runtime, loadMs: model.loadMs, precision, loadedKey: JSON.stringify({ f: entry.file, ...s }),
+      history: [], historyTokens: 0 });
+    $('load-status').textContent = `Loaded ${entry.file} in ${(model.loadMs / 1000).toFixed(1)} s (${runtime.label}, ${precision.used.toUpperCase()}).`;
+    setStat('load_ms', fmt(model.loadMs, 'ms', 0), model.loadMs);
+    setStat('runtime', runtime.label, runtime.id);
     setStat('precision_used', `${precision.used.toUpperCase()} — ${precision.note}`, precision.used);
     setState('ready');
     return true;
   } catch (e) {
-    showError(e instanceof DownloadError ? e.message : `${e.message || e}`);
+    showError(`${e.message || e}`);
     $('load-status').textContent = 'Load failed.';
     return false;
   } finally {
@@ -156,11 +174,11 @@ async function load() {
 async function loadSelectedLora() {
   const entry = selectedEntry();
   if (!entry || ['generating', 'loading'].includes(document.body.dataset.state)) return;
-  if (!state.llm || state.loadedKey !== JSON.stringify({ f: entry.file, ...settings() })) {
+  if (!state.model || state.loadedKey !== JSON.stringify({ f: entry.file, ...settings() })) {
     if (!(await load())) return;
   }
   $('lora-load').disabled = true;
-  try { await loadLora(state.llm, entry); } finally { $('lora-load').disabled = false; }
+  try { await loadLora(state.model, entry); } finally { $('lora-load').disabled = false; }
 }
 
 function addMessage(role, text) {
@@ -175,22 +193,31 @@ async function send(message) {
   const entry = selectedEntry();
   if (!message.trim() || !entry) return;
   if (['generating', 'loading', 'benchmarking'].includes(document.body.dataset.state)) return;  // one at a time
-  if (!state.llm || state.loadedKey !== JSON.stringify({ f: entry.file, ...settings() })) {
+  if (!state.model || state.loadedKey !== JSON.stringify({ f: entry.file, ...settings() })) {
     if (!(await load())) return;
   }
   showError('');
   const s = settings();
-  // Keep earlier turns (instruction-tuned only) while they fit in half of maxTokens.
+  const model = state.model;
+  // Keep earlier turns (instruction-tuned only) while they fit in half of maxTokens. MediaPipe gets the page's
+  // formatted prompt (counted with sizeInTokens); LiteRT-LM formats turns itself and counts nothing ahead, so its
+  // history is kept while the last answer's whole conversation (as the engine counted it) stayed within half.
   let history = templateFor(entry) ? [...state.history] : [];
-  let prompt = formatPrompt(entry, message, history);
-  while (history.length && (state.llm.sizeInTokens(prompt) ?? 0) > s.maxTokens / 2) {
-    history = history.slice(2);
+  let prompt;
+  if (model.runtime.appliesTemplate) {
+    if (state.historyTokens > s.maxTokens / 2) history = history.length > 2 ? history.slice(-2) : [];
+    prompt = message;
+  } else {
     prompt = formatPrompt(entry, message, history);
-  }
-  const inTokens = state.llm.sizeInTokens(prompt) ?? 0;
-  if (inTokens >= s.maxTokens) {
-    showError(`The prompt is ${inTokens} tokens, which leaves no room under maxTokens (${s.maxTokens}). Shorten it.`);
-    return;
+    while (history.length && model.countTokens(prompt) > s.maxTokens / 2) {
+      history = history.slice(2);
+      prompt = formatPrompt(entry, message, history);
+    }
+    const inTokens = model.countTokens(prompt);
+    if (inTokens >= s.maxTokens) {
+      showError(`The prompt is ${inTokens} tokens, which leaves no room under maxTokens (${s.maxTokens}). Shorten it.`);
+      return;
+    }
   }
   addMessage('user', message);
   const out = addMessage('model', '');
@@ -201,17 +228,21 @@ async function send(message) {
   state.partialUpdates = 0;
   try {
     const lora = activeLora(entry);
-    const g = await generate(state.llm, prompt, (delta, full) => { state.partialUpdates++; out.textContent = full; },
-      state.abort.signal, lora);
+    const g = await model.generate(prompt, { onPartial: (delta, full) => { state.partialUpdates++; out.textContent = full; },
+      signal: state.abort.signal, lora, history: model.runtime.appliesTemplate ? history : [] });
     out.textContent = g.text + (g.cancelled ? ' [stopped]' : '');
     if (g.cancelled) {
       $('load-status').textContent = g.engineKeptRunning
-        ? 'Stopped. (This runtime ignores cancel for .task bundles, so the engine finished the answer in the background; its rest was discarded.)'
+        ? `Stopped. (${model.runtime.label} ignores cancel for these bundles, so the engine finished the answer in the background; its rest was discarded.)`
         : 'Stopped.';
     }
-    if (templateFor(entry) && !g.cancelled) state.history.push({ role: 'user', text: message }, { role: 'model', text: g.text });
+    if (templateFor(entry) && !g.cancelled) {
+      state.history = [...history, { role: 'user', text: message }, { role: 'model', text: g.text }];
+      state.historyTokens = (g.tokensIn ?? 0) + 1 + g.tokensOut;
+    }
     state.stats = { load_ms: state.loadMs, ttft_ms: g.ttftMs, prefill_tok_s: g.prefillTokS, decode_tok_s: g.decodeTokS,
-      tokens_in: g.tokensIn, tokens_out: g.tokensOut, tokens_out_retokenized: g.tokensOutRetokenized, updates: g.updates, precision_used: state.precision.used,
+      tokens_in: g.tokensIn, tokens_out: g.tokensOut, tokens_out_retokenized: g.tokensOutRetokenized, updates: g.updates,
+      precision_used: state.precision.used, runtime: model.runtime.id, engine: g.engine || null,
       cancelled: g.cancelled, engine_kept_running: g.engineKeptRunning, lora_adapter: lora ? loraState.file : null };
     setStat('ttft_ms', fmt(g.ttftMs, 'ms', 0), g.ttftMs);
     setStat('prefill_tok_s', fmt(g.prefillTokS, 'tok/s'), g.prefillTokS);
@@ -245,10 +276,13 @@ async function main() {
   if (params.get('bundle') && state.bundles.some((b) => b.file === params.get('bundle'))) $('bundle').value = params.get('bundle');
   const wanted = (params.get('precision') || '').toLowerCase();
   if (['auto', 'f16', 'f32'].includes(wanted)) document.querySelector(`input[name=precision][value=${wanted}]`).checked = true;
+  const wantedRuntime = document.querySelector(`input[name=runtime][value="${CSS.escape(params.get('runtime') || '')}"]`);
+  if (wantedRuntime) wantedRuntime.checked = true;
   renderBundleInfo();
   renderPrecisionNote();
   $('bundle').addEventListener('change', renderBundleInfo);
   document.querySelectorAll('input[name=precision]').forEach((r) => r.addEventListener('change', renderPrecisionNote));
+  document.querySelectorAll('input[name=runtime]').forEach((r) => r.addEventListener('change', renderRuntimeNote));
   $('model-form').addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
   $('lora-load').addEventListener('click', () => loadSelectedLora());
   $('chat-form').addEventListener('submit', (ev) => { ev.preventDefault(); const m = $('prompt').value; $('prompt').value = ''; send(m); });

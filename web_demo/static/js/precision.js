@@ -1,6 +1,8 @@
-// Precision choice. MediaPipe computes in F16 unless `forceF32: true`; on adapters without `shader-f16`
-// (SwiftShader, some older GPUs) F16 produces garbage: a real Gemma 3 270M fails with
+// Precision choice. Both runtimes compute in F16 where they can; on adapters without `shader-f16` (SwiftShader,
+// some older GPUs) F16 produces garbage: a real Gemma 3 270M fails in MediaPipe with
 // "DetokenizerCalculator ... id >= 0 (-1 vs. 0)". So Auto picks F32 there and says so, and F16 is refused.
+// `forceF32` is how F32 is asked for: MediaPipe's `forceF32: true`; for LiteRT-LM, a WebGPU device created
+// without shader-f16 (@litert-lm/core 0.17.1 has no precision setting of its own).
 
 /** Returns {ok, used: 'f16'|'f32', forceF32, note} or {ok: false, error}. */
 export function choosePrecision(requested, gpu) {
