@@ -27,6 +27,7 @@ from typing import Any
 from sdk_build.architecture import KNOWN_SHAPES, ModelShape
 from sdk_build.atomic import atomic_write_json
 from sdk_build.errors import CatalogError
+from sdk_build.kv_cache import kv_layout
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.runtime_memory import HEADROOM_FACTOR, KV_CACHE_DTYPE, estimate
 from sdk_build.spec import Recipe, Target
@@ -95,6 +96,12 @@ def model_shape(entry: BundleEntry) -> ModelShape:
     )
 
 
+def window_kv_cache(entry: BundleEntry) -> bool:
+    """Whether the bundle was exported with window-sized local KV caches (manifests before the option: no)."""
+    options = entry.extra.get("export_options")
+    return bool(options.get("window_kv_cache")) if isinstance(options, dict) else False
+
+
 def _public_checkpoint(ref: str) -> str:
     """Reference names are public (embedded:, random:, hf:); a local folder is reduced to its name."""
     if ref.split(":", 1)[0] in {"embedded", "random", "hf"}:
@@ -125,7 +132,10 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
     targets = _targets(entry)
     infos = [TARGETS[t] for t in targets if t in TARGETS]
     weights, granularity, embedding = QUANTIZATION.get(entry.quantization, ("unknown", "unknown", "unknown"))
-    memory = estimate(shape, entry.bytes, entry.ekv, entry.prefill_lengths)
+    backends = sorted({b for i in infos for b in i.backends}) or ["cpu"]
+    layout = kv_layout(shape, entry.ekv, window_kv_cache(entry))
+    memory = estimate(shape, entry.bytes, entry.ekv, entry.prefill_lengths, layout, (weights, granularity, embedding),
+                      backends)
     bundle: dict[str, Any] = {
         "file": entry.file,
         "url": url,
@@ -195,8 +205,11 @@ def build_catalog(
         "urls": "relative to this catalog's own URL (RFC 3986 section 5)",
         "memory_model": {
             "kv_cache_dtype": KV_CACHE_DTYPE,
-            "estimated_runtime": "weights (bundle bytes) + KV cache (2 * layers * kv_heads * head_dim * ekv * 4 "
-            "bytes) + activations of the largest prefill signature",
+            "estimated_runtime": "weights (bundle bytes) + weight cache (XNNPACK's packed copy of the fully connected "
+            "weights, when the CPU is among the backends) + KV cache (2 * token slots * kv_heads * head_dim * 4 bytes; "
+            "token slots: ekv per layer, or the sliding window for local layers when kv_cache.window_sized_local_"
+            "layers) + activations of the largest prefill signature; backends.* gives each backend's own figure "
+            "(GPU: float16 KV, no XNNPACK cache)",
             "headroom_factor": HEADROOM_FACTOR,
             "min_device_memory": "estimated_runtime * headroom_factor, rounded up to a whole GiB",
         },

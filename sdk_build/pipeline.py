@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.errors import BuildError
 from sdk_build.export import ExportOptions, float_export_path
+from sdk_build.kv_cache import kv_layout, window_kv_cache_default
 from sdk_build.manifest import BundleEntry, load_manifest, sha256_file, update_manifest
 from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
 from sdk_build.naming import bundle_filename, bundle_stem
@@ -98,13 +99,15 @@ def build(
     cache_dir: Path | None = None,
     allow_custom_shape: bool = False,
     force: bool = False,
-    export_options: ExportOptions = ExportOptions(),
+    export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
     lora: LoraSpec | None = None,
 ) -> BuildOutcome:
     """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
 
-    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`).
+    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`). Without
+    `export_options`, the variant's target decides whether local layers get window-sized KV caches
+    (`sdk_build.kv_cache.window_kv_cache_default`).
     """
     if lora is not None:
         from sdk_build.lora.build import build_with_lora
@@ -116,6 +119,11 @@ def build(
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
+    if export_options is None:
+        export_options = ExportOptions(window_kv_cache=window_kv_cache_default((variant.target,)))
+    if export_options.window_kv_cache and not kv_layout(checkpoint.shape, variant.ekv, True).window_kv_cache:
+        # ekv within the window: no layer to shrink, so the same export (and cache key) as full caches
+        export_options = dataclasses.replace(export_options, window_kv_cache=False)
     manifest = load_manifest(output_dir)
     wanted = {
         fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options))
