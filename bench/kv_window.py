@@ -93,6 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-tokens", type=int, default=1024, help="prompt length (default 1024 > the window)")
     parser.add_argument("--decode-tokens", type=int, default=128)
     parser.add_argument("--bundles", type=Path, default=Path("bundles/kv_window"), help="where both settings are built")
+    parser.add_argument("--name", default="kv_window", help="results file: reports/bench/NAME.json (default kv_window)")
     add_quiet_arguments(parser)
     args = parser.parse_args(argv)
     args.checkpoint = args.checkpoint or ["embedded:gemma3-270m", "random:gemma3-1b-it"]
@@ -106,7 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = []
+    results: list[dict[str, Any]] = []
+    settings = {"prompt_tokens": args.prompt_tokens, "decode_tokens": args.decode_tokens, "recipe": args.recipe}
     for ref in args.checkpoint:
         tokenizer = resolve_checkpoint(ref).tokenizer_path
         for ekv in args.ekv:
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                     entry = next(e for e in built[name] if e.format == fmt)
                     print(f"measuring {entry.file} ({name})", flush=True)
                     results.append(measure_bundle(entry, args.bundles / name, tokenizer, args))
+                    print(json.dumps(table_rows(results[-1:])[0]), flush=True)
+                    write_results(args.name, {**settings, "complete": False, "results": results})
     print_table(
         f"KV caches of the sliding-window layers: window vs full (LiteRT-LM CPU, 2 threads, {args.prompt_tokens}-token "
         f"prompt + {args.decode_tokens} decode; MiB; speeds from the later launch)",
@@ -124,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
          "est./held", "prefill tok/s", "decode tok/s", "load 1m"],
         table_rows(results),
     )
-    path = write_results("kv_window", {"prompt_tokens": args.prompt_tokens, "decode_tokens": args.decode_tokens,
-                                       "recipe": args.recipe, "results": results})
+    path = write_results(args.name, {**settings, "complete": True, "results": results})
     print(f"wrote {path}")
     return 0
 

@@ -34,7 +34,7 @@ class ExportOptions:
     window_kv_cache: bool = False
     """Sliding-window layers get KV caches of the window (512 tokens), kept as ring buffers by the graph itself
     (`sdk_build.window_cache`); global layers keep `ekv`. No effect when `ekv` is no larger than the window.
-    Which targets get it by default: `sdk_build.spec.window_kv_cache_default`."""
+    Which targets get it by default: `sdk_build.kv_cache.window_kv_cache_default`."""
     lightweight_conversion: bool = True
     """litert-torch's `lightweight_conversion`: weights enter the MLIR module as resource constants instead of
     being copied into it, and LiteRT's runtime folds what the MLIR folder then cannot. The graph, its buffers and

@@ -15,7 +15,7 @@ from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.export import ExportOptions
 from sdk_build.pipeline import build
 from sdk_build.spec import make_variant
-from sdk_build.verify import verify_bundle
+from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle
 
 
 def test_tiny_bundles_are_whole_and_recorded(tiny_bundle_dir: Path) -> None:
@@ -46,6 +46,10 @@ def test_int8_bundle_agrees_with_fp32_reference(tiny_bundle_dir: Path, gemma_edg
     assert report.passed, report.problems
     assert report.top1_agreement >= 0.9
     assert all(result.bundle_tokens for result in report.results)
+    # The default prompts end with one longer than the sliding window: this android-cpu bundle's ring caches wrap.
+    assert entry.extra["export_options"]["window_kv_cache"] is True
+    assert len(report.results) == len(DEFAULT_PROMPTS) + 1
+    assert report.results[-1].forced_positions > 0 and report.results[-1].prompt not in DEFAULT_PROMPTS
 
 
 def test_recipes_share_one_export_and_order_by_size(
