@@ -4,15 +4,18 @@ One description shared by the export (which layers get ring caches), the catalog
 the tests (which check it against the `kv_cache_*` tensors of real bundles). It imports nothing heavy.
 
 Which builds get window-sized caches by default (`window_kv_cache_default`): those whose every target runs them
-where `sdk-build verify` has checked them, i.e. LiteRT-LM on the CPU (`android-cpu`). A file that is also meant
-for a GPU executor (LiteRT-LM's GPU backend, MediaPipe on Android, iOS or the web) keeps full-length caches: the ring
-buffer's gather/select ops and its position bookkeeping have not been run there.
+where `sdk-build verify` has checked them, i.e. LiteRT-LM on the CPU (`android-cpu`), and only where they save
+memory by the catalog's own estimate. A file that is also meant for a GPU executor (LiteRT-LM's GPU backend,
+MediaPipe on Android, iOS or the web) keeps full-length caches: the ring buffer's gather/select ops and its position
+bookkeeping have not been run there. The saving is not automatic: the ring's mask and write plan cost memory in
+every prefill (`sdk_build.runtime_memory.RING_PLAN_TENSORS`), which on the real 270M outweighs the KV it saves at ekv
+1280 (measured +63 MB) and not at ekv 4096 (measured -35 MB).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sdk_build.architecture import ModelShape
 from sdk_build.spec import Target
@@ -27,10 +30,21 @@ them so; GPU executors run in F16 by default (MediaPipe's web page falls back to
 bundle's GPU figure is the F16 one and its F32 fallback equals the CPU figure)."""
 
 
-def window_kv_cache_default(targets: Iterable[Target | str]) -> bool:
-    """Whether a file used by `targets` gets window-sized local KV caches unless the build says otherwise."""
+def window_kv_cache_default(
+    targets: Iterable[Target | str], shape: ModelShape, ekv: int, prefill_lengths: Sequence[int]
+) -> bool:
+    """Whether a file used by `targets` gets window-sized local KV caches unless the build says otherwise: all its
+    targets run them where verified, and the estimated KV cache + activations are smaller with them."""
+    from sdk_build.runtime_memory import activation_bytes
+
     wanted = {Target(t) for t in targets}
-    return bool(wanted) and wanted <= WINDOW_KV_TARGETS
+    if not wanted or not wanted <= WINDOW_KV_TARGETS:
+        return False
+    window, full = kv_layout(shape, ekv, True), kv_layout(shape, ekv, False)
+    if not window.window_kv_cache:
+        return False
+    cost = {layout: layout.bytes(shape) + activation_bytes(shape, ekv, prefill_lengths, layout) for layout in (window, full)}
+    return cost[window] < cost[full]
 
 
 def is_global_layer(shape: ModelShape, index: int) -> bool:

@@ -170,7 +170,9 @@ def run_matrix(
                 label = f"{planned.spec.recipe.value} ekv{planned.spec.ekv} ({', '.join(t.value for t in planned.targets)})"
                 task = progress.add_task(label, total=1)
                 started = time.monotonic()
-                window = window_kv_cache_default(planned.targets) if window_kv_cache is None else window_kv_cache
+                window = (window_kv_cache_default(planned.targets, checkpoint.shape, planned.spec.ekv,
+                                                  planned.spec.prefill_lengths)
+                          if window_kv_cache is None else window_kv_cache)
                 options = None if lora is not None and window_kv_cache is None else ExportOptions(window_kv_cache=window)
                 try:
                     outcome = build(checkpoint_ref, planned.spec, output_dir, cache_dir=cache_dir,

@@ -120,7 +120,8 @@ def build(
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
     if export_options is None:
-        export_options = ExportOptions(window_kv_cache=window_kv_cache_default((variant.target,)))
+        export_options = ExportOptions(window_kv_cache=window_kv_cache_default(
+            (variant.target,), checkpoint.shape, variant.ekv, variant.prefill_lengths))
     if export_options.window_kv_cache and not kv_layout(checkpoint.shape, variant.ekv, True).window_kv_cache:
         # ekv within the window: no layer to shrink, so the same export (and cache key) as full caches
         export_options = dataclasses.replace(export_options, window_kv_cache=False)

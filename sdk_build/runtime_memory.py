@@ -21,7 +21,8 @@ The parts, per backend:
 - **activations**: the largest live tensors of the largest prefill signature P, float32: attention scores
   (heads * P * E), the mask input (P * E), gate and up projections (2 * P * ffn), a few hidden-state copies
   (4 * P * hidden), q/k/v (P * head_dim * (heads + 2 kv_heads)), and the decode logits (vocab), where E is the
-  longest attention span (ekv, or window + P for ring layers when that is longer).
+  longest attention span (ekv, or window + P for ring layers when that is longer); with window caches, plus the
+  ring's mask and write plan (`RING_PLAN_TENSORS` tensors of P x (window + P), fitted to measurements).
 
 The catalog's top-level figures are the upper bound over the ways a bundle may run (float32 KV, the weight cache
 counted when the CPU is among its backends); `backends` gives each backend's own.
@@ -85,6 +86,23 @@ def weight_cache_bytes(shape: ModelShape, weights: str, granularity: str, embedd
     return transformer + packed_bytes(head, embedding, head_granularity)
 
 
+RING_PLAN_TENSORS = 8
+"""Window caches only: the ring's attention runs over (W ring slots + the P chunk keys), and its mask and write plan
+are built in the graph for every forward pass; LiteRT-LM's CPU arena holds about this many float32/int32 tensors of
+P x (W + P) for it (slot visibility, chunk distances, the additive mask, scores, masked scores, softmax). Fitted, not
+derived: the measured cost of window caches on the real 270M (`python -m bench.kv_window`, 2026-12-01, P = 1280:
+held memory minus KV saved, 70-86 MB at ekv 1280 and 4096, the estimate below gives 73 MB)."""
+
+
+def ring_plan_bytes(shape: ModelShape, prefill_lengths: Sequence[int], layout: KvLayout) -> int:
+    """What the ring's mask and write plan add to the activations of the largest prefill (0 for full caches)."""
+    rings = [t for t in layout.tokens_per_layer if t < max(layout.tokens_per_layer)]
+    if not layout.window_kv_cache or not rings:
+        return 0
+    p = max(prefill_lengths)
+    return RING_PLAN_TENSORS * p * (max(rings) + p) * ACTIVATION_BYTES_PER_ELEMENT
+
+
 def activation_bytes(shape: ModelShape, ekv: int, prefill_lengths: Sequence[int], layout: KvLayout) -> int:
     """Largest live float32 tensors while running the largest prefill signature (see the module docstring)."""
     p = max(prefill_lengths)
@@ -97,7 +115,7 @@ def activation_bytes(shape: ModelShape, ekv: int, prefill_lengths: Sequence[int]
         + p * shape.head_dim * (shape.num_heads + 2 * shape.num_kv_heads)  # q, k, v
         + shape.vocab_size  # decode logits
     )
-    return elements * ACTIVATION_BYTES_PER_ELEMENT
+    return elements * ACTIVATION_BYTES_PER_ELEMENT + ring_plan_bytes(shape, prefill_lengths, layout)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,7 +124,8 @@ def spec_entry(
         peak_rss_bytes=0,
         created_utc="2026-11-23T00:00:00Z",
         extra={"targets": targets,  # the export options a build for these targets records (pipeline.build)
-               "export_options": ExportOptions(window_kv_cache=window_kv_cache_default(targets)).identity()},
+               "export_options": ExportOptions(window_kv_cache=window_kv_cache_default(
+                   targets, KNOWN_SHAPES[model], variant.ekv, variant.prefill_lengths)).identity()},
     )
 
 

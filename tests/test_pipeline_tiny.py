@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from sdk_build.errors import BuildError
-from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.export import ExportOptions
+from sdk_build.kv_cache import window_kv_cache_default
+from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.pipeline import build
+from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import make_variant
 from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle
 
@@ -63,7 +65,10 @@ def test_recipes_share_one_export_and_order_by_size(
         sizes[recipe] = outcome.entries[0].extra["tflite_bytes"]
     # This checkpoint's exports only: other tests (LoRA) share the session cache with their own checkpoints/options.
     fingerprint = outcome.entries[0].checkpoint["fingerprint"]
-    key = ExportOptions(window_kv_cache=True).key()  # android-cpu files get window-sized local KV caches
+    # android-cpu, but at ekv 128 / prefill 32 the ring's plan costs more than the KV it saves: full caches
+    shape = resolve_checkpoint(str(tiny_checkpoint_dir), None, allow_custom_shape=True).shape
+    assert not window_kv_cache_default(["android-cpu"], shape, 128, [32])
+    key = ExportOptions().key()
     exports = list((gemma_edge_cache / "exports").glob(f"{fingerprint}_ekv128_p32_{key}_*"))
     assert len(exports) == 1
     assert sizes["fp32"] > max(v for k, v in sizes.items() if k != "fp32")

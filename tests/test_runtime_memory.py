@@ -5,7 +5,8 @@ For the real Gemma 3 270M and the 1B shape (random weights: sizes and memory do 
 (`bench.litert_lm_memory`: a 1024-token prompt, 128 decode steps, a first launch that packs XNNPACK's weight cache
 and a later one that maps it). The runtime's share of the peak RSS (peak minus the process's RSS before the engine
 existed) must lie within `MARGIN` of the catalog's `backends.cpu.estimated_runtime_bytes`, and window caches must
-save about what the estimate says they save.
+save (or cost: the ring's mask and write plan) about what the estimate says. Measured on the 270M (2026-12-01):
+estimate / first-launch share 0.99-1.03 over all eight bundles.
 
 Builds go through the real pipeline into a temporary folder; float exports are cached in the session cache
 (`GEMMA_EDGE_TEST_CACHE=~/.cache/gemma-edge` reuses the ones `python -m bench.kv_window` made).
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.slow
 
 MARGIN = 0.15
 """|estimate - held| / held at most this: the estimate is a sum of parts, the measurement one process on one host."""
+SAVING_MARGIN = 0.03
+"""|(full - window) measured - (full - window) estimated| at most this share of the full-cache bundle's figure."""
 PROMPT_TOKENS, DECODE_TOKENS = 1024, 128
 
 
@@ -62,7 +65,7 @@ def test_estimate_matches_what_litert_lm_holds(ref: str, ekv: int, gemma_edge_ca
     for key, measured in held.items():
         error = abs(estimated[key] - measured) / measured
         assert error <= MARGIN, f"{ref} ekv {ekv} {key}: estimate {estimated[key]:,} vs held {measured:,} ({error:.1%})"
-    for fmt in ("task", "litertlm"):
+    for fmt in ("task", "litertlm"):  # what window caches save (or cost: the ring's plan), as the estimate says
         saved = held[(False, fmt)] - held[(True, fmt)]
         expected = estimated[(False, fmt)] - estimated[(True, fmt)]
-        assert expected > 0 and abs(saved - expected) <= 0.5 * expected, (fmt, saved, expected)
+        assert abs(saved - expected) <= SAVING_MARGIN * held[(False, fmt)], (fmt, saved, expected)

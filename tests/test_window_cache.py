@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sdk_build.architecture import GEMMA3_1B, GEMMA3_270M
 from sdk_build.errors import SpecError
 from sdk_build.export import ExportOptions
 from sdk_build.kv_cache import kv_layout, window_kv_cache_default
@@ -80,8 +81,8 @@ def test_ring_caches_give_the_logits_of_full_caches(tiny_checkpoint_dir: Path) -
     assert scale > 1.0 and worst < 1e-4 * scale, f"ring logits differ by {worst} (logits up to {scale})"
 
 
-def test_the_default_tiny_bundle_carries_window_sized_local_caches(tiny_bundle_dir: Path) -> None:
-    """android-cpu files get ring caches by default: the local layer's kv_cache inputs are the window long."""
+def test_the_tiny_bundle_carries_window_sized_local_caches(tiny_bundle_dir: Path) -> None:
+    """Built with window caches (conftest): the local layer's kv_cache inputs are the window long."""
     from ai_edge_litert.interpreter import Interpreter
 
     entry = next(e for e in load_manifest(tiny_bundle_dir).bundles if e.format == "task")
@@ -96,12 +97,18 @@ def test_the_default_tiny_bundle_carries_window_sized_local_caches(tiny_bundle_d
         assert tuple(inputs["mask"]["shape"])[-1] == entry.ekv
 
 
-def test_window_caches_by_default_only_where_every_target_was_verified() -> None:
-    assert window_kv_cache_default([Target.ANDROID_CPU])
-    assert window_kv_cache_default(["android-cpu"])
-    assert not window_kv_cache_default([Target.ANDROID_CPU, Target.ANDROID_GPU, Target.IOS])
-    assert not window_kv_cache_default([Target.WEB_GPU])
-    assert not window_kv_cache_default([])
+def test_window_caches_by_default_only_where_verified_and_smaller() -> None:
+    """android-cpu only, and only where the estimate says they save memory: the ring's plan costs P x (W + P)."""
+    prefill = (32, 128, 512, 1280)
+    assert window_kv_cache_default([Target.ANDROID_CPU], GEMMA3_1B, 4096, prefill)
+    assert window_kv_cache_default(["android-cpu"], GEMMA3_270M, 4096, prefill)
+    assert window_kv_cache_default(["android-cpu"], GEMMA3_270M, 1024, (32, 128))  # small prefill: small plan
+    assert not window_kv_cache_default(["android-cpu"], GEMMA3_270M, 1280, prefill)  # measured: +63 MB
+    assert not window_kv_cache_default(["android-cpu"], GEMMA3_1B, 1280, prefill)
+    assert not window_kv_cache_default(["android-cpu"], GEMMA3_1B, 512, prefill)  # nothing beyond the window
+    assert not window_kv_cache_default([Target.ANDROID_CPU, Target.ANDROID_GPU, Target.IOS], GEMMA3_1B, 4096, prefill)
+    assert not window_kv_cache_default([Target.WEB_GPU], GEMMA3_1B, 4096, prefill)
+    assert not window_kv_cache_default([], GEMMA3_1B, 4096, prefill)
 
 
 def test_window_caches_have_their_own_export_key_and_refuse_runtime_lora() -> None:
