@@ -48,7 +48,8 @@ def _add_lora(parser: argparse.ArgumentParser) -> None:
 def _add_kv_cache(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kv-cache", choices=["window", "full"], default=None,
                         help="window: sliding-window layers keep 512-token ring caches; full: every layer keeps ekv "
-                        "tokens (default: window for files only android-cpu uses, see README 'Memory')")
+                        "tokens (default: window for files only android-cpu uses, where the estimate says it saves memory; "
+                        "see README 'KV cache and the sliding window')")
 
 
 def _export_options(args: argparse.Namespace):  # -> ExportOptions | None
