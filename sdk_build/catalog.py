@@ -208,7 +208,8 @@ def build_catalog(
             "estimated_runtime": "weights (bundle bytes) + weight cache (XNNPACK's packed copy of the fully connected "
             "weights, when the CPU is among the backends) + KV cache (2 * token slots * kv_heads * head_dim * 4 bytes; "
             "token slots: ekv per layer, or the sliding window for local layers when kv_cache.window_sized_local_"
-            "layers) + activations of the largest prefill signature; backends.* gives each backend's own figure "
+            "layers) + activations of the largest prefill signature (with window caches, plus the ring's mask and write "
+            "plan: 8 float32 tensors of P x (window + P)); backends.* gives each backend's own figure "
             "(GPU: float16 KV, no XNNPACK cache)",
             "headroom_factor": HEADROOM_FACTOR,
             "min_device_memory": "estimated_runtime * headroom_factor, rounded up to a whole GiB",
