@@ -124,11 +124,12 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks (bench/; tables printed, JSON in reports/bench/). Long; never part of CI.
 
     Runs llama.cpp vs our bundles (270M and 1B shape), our server vs nginx (needs `apt-get install nginx`), the
-    LoRA overhead (base vs fused vs runtime), the web export settings and litert-torch's default vs lightweight
-    conversion (270M). `-- NAME` runs just one of them.
+    LoRA overhead (base vs fused vs runtime), the web export settings, litert-torch's default vs lightweight
+    conversion (270M) and window-sized vs full local KV caches (270M and 1B, ekv 1280/4096, LiteRT-LM peak RSS next to
+    the catalog's estimate). `-- NAME` runs just one of them.
     """
     chosen = set(session.posargs) or {"vs_llama_cpp", "serving", "lora_overhead", "web_export_settings",
-                                      "export_conversion"}
+                                      "export_conversion", "kv_window"}
     if "vs_llama_cpp" in chosen:
         bench_script(session, "vs_llama_cpp", "--models", "270m,1b", "--runs", "3")
     if "serving" in chosen:
@@ -139,6 +140,8 @@ def bench(session: nox.Session) -> None:
         bench_script(session, "web_export_settings", "--runs", "2")
     if "export_conversion" in chosen:
         bench_script(session, "export_conversion")
+    if "kv_window" in chosen:
+        bench_script(session, "kv_window")
 
 
 @nox.session

@@ -30,6 +30,7 @@ from sdk_build.architecture import KNOWN_SHAPES, ModelShape
 from sdk_build.atomic import atomic_write_json
 from sdk_build.errors import CatalogError, file_system_errors
 from sdk_build.file_names import is_plain_file_name, plain_name_problem
+from sdk_build.kv_cache import kv_layout
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.runtime_memory import HEADROOM_FACTOR, KV_CACHE_DTYPE, estimate
 from sdk_build.spec import Recipe, Target
@@ -110,6 +111,12 @@ def model_shape(entry: BundleEntry) -> ModelShape:
     )
 
 
+def window_kv_cache(entry: BundleEntry) -> bool:
+    """Whether the bundle was exported with window-sized local KV caches (manifests before the option: no)."""
+    options = entry.extra.get("export_options")
+    return bool(options.get("window_kv_cache")) if isinstance(options, dict) else False
+
+
 def _public_checkpoint(ref: str) -> str:
     """Reference names are public (embedded:, random:, hf:, modelscope:); a local folder or file is reduced to its
     name."""
@@ -141,7 +148,10 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
     targets = _targets(entry)
     infos = [TARGETS[t] for t in targets if t in TARGETS]
     weights, granularity, embedding = QUANTIZATION.get(entry.quantization, ("unknown", "unknown", "unknown"))
-    memory = estimate(shape, entry.bytes, entry.ekv, entry.prefill_lengths)
+    backends = sorted({b for i in infos for b in i.backends}) or ["cpu"]
+    layout = kv_layout(shape, entry.ekv, window_kv_cache(entry))
+    memory = estimate(shape, entry.bytes, entry.ekv, entry.prefill_lengths, layout, (weights, granularity, embedding),
+                      backends)
     bundle: dict[str, Any] = {
         "file": entry.file,
         "url": url,
@@ -214,8 +224,12 @@ def build_catalog(
         "urls": "relative to this catalog's own URL (RFC 3986 section 5)",
         "memory_model": {
             "kv_cache_dtype": KV_CACHE_DTYPE,
-            "estimated_runtime": "weights (bundle bytes) + KV cache (2 * layers * kv_heads * head_dim * ekv * 4 "
-            "bytes) + activations of the largest prefill signature",
+            "estimated_runtime": "weights (bundle bytes) + weight cache (XNNPACK's packed copy of the fully connected "
+            "weights, when the CPU is among the backends) + KV cache (2 * token slots * kv_heads * head_dim * 4 bytes; "
+            "token slots: ekv per layer, or the sliding window for local layers when kv_cache.window_sized_local_"
+            "layers) + activations of the largest prefill signature (with window caches, plus the ring's mask and write "
+            "plan: 8 float32 tensors of P x (window + P)); backends.* gives each backend's own figure "
+            "(GPU: float16 KV, no XNNPACK cache)",
             "headroom_factor": HEADROOM_FACTOR,
             "min_device_memory": "estimated_runtime * headroom_factor, rounded up to a whole GiB",
         },

@@ -60,6 +60,19 @@ def _add_lora(parser: argparse.ArgumentParser) -> None:
                         "see docs/adapters.md)")
 
 
+def _add_kv_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kv-cache", choices=["window", "full"], default=None,
+                        help="window: sliding-window layers keep 512-token ring caches; full: every layer keeps ekv "
+                        "tokens (default: window for files only android-cpu uses, where the estimate says it saves memory; "
+                        "see README 'KV cache and the sliding window')")
+
+
+def _export_options(args: argparse.Namespace):  # -> ExportOptions | None
+    from sdk_build.export import ExportOptions
+
+    return None if args.kv_cache is None else ExportOptions(window_kv_cache=args.kv_cache == "window")
+
+
 def _lora_spec(args: argparse.Namespace):  # -> LoraSpec | None
     from sdk_build.errors import AdapterError
     from sdk_build.lora.spec import make_lora_spec
@@ -96,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if an identical bundle exists")
     build.add_argument("--allow-custom-shape", action="store_true",
                        help="accept Gemma-3-shaped models other than 270M/1B (tiny test models)")
+    _add_kv_cache(build)
     _add_lora(build)
     _add_common(build)
 
@@ -103,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", type=_existing_path)
     verify.add_argument("--checkpoint", help="checkpoint the bundle came from (default: from manifest.json)")
     verify.add_argument("--tokens", type=_positive_int, default=16, help="greedy tokens per prompt (default 16)")
-    verify.add_argument("--prompt", action="append", help="prompt (repeatable; default: four fixed prompts)")
+    verify.add_argument("--prompt", action="append", help="prompt (repeatable; default: four fixed prompts and one 88 tokens longer than the "
+                        "sliding window when the KV cache holds it)")
     verify.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (CPU backend; default 2)")
     verify.add_argument("--backend", choices=["cpu", "gpu"], default="cpu",
                         help="cpu (default): LiteRT-LM's XNNPACK backend; gpu: its GPU backend (WebGPU over Vulkan: "
@@ -128,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--jobs", type=_positive_int, default=1, help="float exports to run at once (memory permitting)")
     matrix.add_argument("--allow-custom-shape", action="store_true")
     matrix.add_argument("--json", type=Path, default=None, help="also write the per-variant table as JSON here")
+    _add_kv_cache(matrix)
     _add_lora(matrix)
     _add_common(matrix)
 
@@ -167,7 +183,7 @@ def run_build(args: argparse.Namespace) -> int:
     )
     outcome = build(
         args.checkpoint, variant, args.output, cache_dir=args.cache_dir, allow_custom_shape=args.allow_custom_shape,
-        force=args.force, lora=_lora_spec(args),
+        force=args.force, lora=_lora_spec(args), export_options=_export_options(args),
     )
     for entry in outcome.entries:
         print(f"{args.output / entry.file}\t{entry.bytes}\t{entry.sha256}")
@@ -196,7 +212,8 @@ def _print_report(report) -> None:
               f"({device['driver']}{', software' if device['software'] else ''}), f16 {'yes' if device['f16'] else 'no'}, "
               f"max storage buffer {device['max_storage_buffer_range']:,} bytes")
     for result in report.results:
-        print(f"prompt:    {result.prompt!r}")
+        shown = result.prompt if len(result.prompt) <= 100 else f"{result.prompt[:60]}... ({len(result.prompt)} chars)"
+        print(f"prompt:    {shown!r}")
         print(f"  bundle:    {result.bundle_text!r}")
         print(f"  reference: {result.reference_text!r}")
         print(f"  teacher-forced top-1 {result.forced_matches}/{result.forced_positions}; free-running "
@@ -211,7 +228,7 @@ def _print_report(report) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle_runs
+    from sdk_build.verify import verify_bundle_runs
 
     reports = verify_bundle_runs(
         args.bundle,
@@ -219,7 +236,7 @@ def run_verify(args: argparse.Namespace) -> int:
         args.checkpoint,
         cache_dir=args.cache_dir,
         new_tokens=args.tokens,
-        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS,
+        prompts=tuple(args.prompt) if args.prompt else None,
         min_agreement=args.min_agreement,
     )
     if args.json:
@@ -264,6 +281,7 @@ def run_matrix(args: argparse.Namespace) -> int:
         args.checkpoint or matrix.checkpoint, matrix, args.output, jobs=args.jobs, cache_dir=args.cache_dir,
         only=tuple(Target(t) for t in args.targets) if args.targets else None,
         allow_custom_shape=args.allow_custom_shape, lora=_lora_spec(args),
+        window_kv_cache=None if args.kv_cache is None else args.kv_cache == "window",
     )
     rows = []
     print(f"{'file':62} {'MiB':>9} {'published':>9} {'diff':>7} {'seconds':>8} {'peak GB':>8}  targets")

@@ -38,12 +38,22 @@ class ExportOptions:
     embedding_splits: int = 1
     """Column blocks of the tied embedding / LM head table (`sdk_build.gpu.layout`): 1 is the table as one tensor;
     GPU targets cut it so that every block fits one GPU buffer. The float model computes the same function."""
+    window_kv_cache: bool = False
+    """Sliding-window layers get KV caches of the window (512 tokens), kept as ring buffers by the graph itself
+    (`sdk_build.window_cache`); global layers keep `ekv`. No effect when `ekv` is no larger than the window.
+    Which targets get it by default: `sdk_build.kv_cache.window_kv_cache_default`."""
     lightweight_conversion: bool = True
     """litert-torch's `lightweight_conversion`: weights enter the MLIR module as resource constants instead of
     being copied into it, and LiteRT's runtime folds what the MLIR folder then cannot. The graph, its buffers and
     its outputs are the same (bit-identical logits on the 270M); only weight tensors are named `arith.constantN`
     instead of by module path. Peak RSS and time fall (`python -m bench.export_conversion`): 1B 15.2 -> 5.9 GB and
     436 -> 306 s; 270M 6.5 -> 4.3 GB. That is what keeps a whole 1B matrix at 7.2 GB instead of 17.7 GB."""
+
+    def __post_init__(self) -> None:
+        if self.window_kv_cache and self.lora_ranks:
+            from sdk_build.errors import SpecError
+
+            raise SpecError("window KV caches are not combined with runtime LoRA inputs; build with --kv-cache full")
 
     def identity(self) -> dict[str, object]:
         """The settings that name an export. Options added later count only when set away from the behaviour
@@ -52,6 +62,8 @@ class ExportOptions:
         settings = dataclasses.asdict(self)
         if not self.gpu_dynamic_shapes:
             del settings["gpu_dynamic_shapes"]
+        if not self.window_kv_cache:
+            del settings["window_kv_cache"]
         if self.lightweight_conversion:
             del settings["lightweight_conversion"]
         if self.embedding_splits == 1:
@@ -95,7 +107,9 @@ def export_float_tflite(
     params = checkpoint.shape.parameter_count
     check_free_space(destination.parent, int(params * 4 * 1.2))
     prefill_lengths, ekv = export_sizes(prefill_lengths, ekv, options)
-    model = load_torch_model(checkpoint, mask_cache_size=ekv, lora_inputs=bool(options.lora_ranks))
+    model = load_torch_model(
+        checkpoint, mask_cache_size=ekv, lora_inputs=bool(options.lora_ranks), window_kv_cache=options.window_kv_cache
+    )
     split_tied_embedding(model, options.embedding_splits)
     facts: dict[str, object] = {}
     if options.f16_safe:

@@ -133,13 +133,18 @@ def run_matrix(
     allow_custom_shape: bool = False,
     available_bytes: int | None = None,
     lora: LoraSpec | None = None,
+    window_kv_cache: bool | None = None,
 ) -> list[VariantOutcome]:
     """Build every planned variant; exports grouped, groups run `jobs` at a time. Returns one outcome per variant.
 
     `lora` applies one LoRA adapter to every variant (fused or runtime, see `sdk_build.lora.build`).
+    `window_kv_cache` None: each file gets window-sized local KV caches when all its targets take them
+    (`sdk_build.kv_cache.window_kv_cache_default`); True/False: every file.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from sdk_build.export import ExportOptions
+    from sdk_build.kv_cache import window_kv_cache_default
     from sdk_build.manifest import update_manifest
     from sdk_build.memory import available_bytes as read_available
     from sdk_build.pipeline import build
@@ -166,9 +171,13 @@ def run_matrix(
                 label = f"{planned.spec.recipe.value} ekv{planned.spec.ekv} ({', '.join(t.value for t in planned.targets)})"
                 task = progress.add_task(label, total=1)
                 started = time.monotonic()
+                window = (window_kv_cache_default(planned.targets, checkpoint.shape, planned.spec.ekv,
+                                                  planned.spec.prefill_lengths)
+                          if window_kv_cache is None else window_kv_cache)
+                options = None if lora is not None and window_kv_cache is None else ExportOptions(window_kv_cache=window)
                 try:
                     outcome = build(checkpoint_ref, planned.spec, output_dir, cache_dir=cache_dir,
-                                    checkpoint=checkpoint, lora=lora)
+                                    checkpoint=checkpoint, lora=lora, export_options=options)
                     for entry in outcome.entries:
                         targets = [t.value for t in planned.targets]
                         if entry.extra.get("targets") != targets:

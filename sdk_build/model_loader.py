@@ -63,20 +63,29 @@ def check_tensor_names(checkpoint: Checkpoint) -> None:
         raise SourceError(f"tensor {name} has shape {got}, config.json implies {want}; the checkpoint is inconsistent")
 
 
-def load_torch_model(checkpoint: Checkpoint, mask_cache_size: int, *, lora_inputs: bool = False):
+def load_torch_model(
+    checkpoint: Checkpoint, mask_cache_size: int, *, lora_inputs: bool = False, window_kv_cache: bool = False
+):
     """The fp32 litert-torch `Decoder` for `checkpoint`, in eval mode, with a causal-mask cache of `mask_cache_size`.
 
-    `lora_inputs` gives the decoder whose forward also takes runtime LoRA weights (`sdk_build.lora.litert_decoder`).
+    `lora_inputs` gives the decoder whose forward also takes runtime LoRA weights (`sdk_build.lora.litert_decoder`);
+    `window_kv_cache` the one whose sliding-window layers keep window-sized ring caches (`sdk_build.window_cache`).
     """
     import torch
     from litert_torch.generative.examples.gemma3 import decoder
     from litert_torch.generative.utilities import model_builder
 
+    if lora_inputs and window_kv_cache:
+        raise ValueError("runtime LoRA inputs and window KV caches are not combined; export one or the other")
     model_class = decoder.Decoder
     if lora_inputs:
         from sdk_build.lora.litert_decoder import LoraDecoder
 
         model_class = LoraDecoder
+    if window_kv_cache:
+        from sdk_build.window_cache import WindowCacheDecoder
+
+        model_class = WindowCacheDecoder
     config = litert_model_config(checkpoint.shape, max_seq_len=max(mask_cache_size, checkpoint.shape.max_position_embeddings))
     if checkpoint.random_seed is not None:
         torch.manual_seed(checkpoint.random_seed)

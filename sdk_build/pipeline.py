@@ -33,6 +33,7 @@ from sdk_build.errors import BuildError, file_system_errors
 from sdk_build.export import ExportOptions, export_facts, float_export_path
 from sdk_build.gpu.buffers import tensor_sizes
 from sdk_build.gpu.layout import embedding_splits
+from sdk_build.kv_cache import kv_layout, window_kv_cache_default
 from sdk_build.leftovers import remove_leftovers, work_dir
 from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
 from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
@@ -137,13 +138,15 @@ def build(
     cache_dir: Path | None = None,
     allow_custom_shape: bool = False,
     force: bool = False,
-    export_options: ExportOptions = ExportOptions(),
+    export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
     lora: LoraSpec | None = None,
 ) -> BuildOutcome:
     """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
 
-    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`).
+    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`). Without
+    `export_options`, the variant's target decides whether local layers get window-sized KV caches
+    (`sdk_build.kv_cache.window_kv_cache_default`).
     """
     if lora is not None:
         from sdk_build.lora.build import build_with_lora
@@ -155,6 +158,12 @@ def build(
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
+    if export_options is None:
+        export_options = ExportOptions(window_kv_cache=window_kv_cache_default(
+            (variant.target,), checkpoint.shape, variant.ekv, variant.prefill_lengths))
+    if export_options.window_kv_cache and not kv_layout(checkpoint.shape, variant.ekv, True).window_kv_cache:
+        # ekv within the window: no layer to shrink, so the same export (and cache key) as full caches
+        export_options = dataclasses.replace(export_options, window_kv_cache=False)
     export_options = export_options_for(variant, checkpoint, export_options)
     warn_requantization_once(checkpoint, variant.recipe.value)
     check_writable_folder(output_dir, "--output")

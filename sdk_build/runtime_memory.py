@@ -1,30 +1,36 @@
-"""How much memory a bundle needs on the device at run time, from the model's shape (not from measuring a phone).
+"""How much memory a bundle needs on the device at run time: what the runtime allocates for it, from the model's
+shape, the recipe and the bundle's KV cache layout (not from measuring a phone).
 
-App developers need this before they download a gigabyte: the catalog lists it per bundle, and the minimum
-device memory derived from it, so an app can hide bundles a phone cannot run.
+App developers need this before they download a gigabyte: the catalog lists it per bundle, and the minimum device
+memory derived from it, so an app can hide bundles a phone cannot run. `tests/test_runtime_memory.py` checks it
+against the peak RSS LiteRT-LM reaches on this host (270M and 1B, ekv 1280 and 4096, both KV layouts, both formats;
+the figures are in README "Memory", from `python -m bench.kv_window`).
 
-The estimate has three parts:
+The parts, per backend:
 
-- **weights**: the bundle's size in bytes. The runtimes map the whole file (weights plus a tokenizer of a few
-  MB); quantized weights stay quantized in memory (dynamic quantization: activations are quantized on the fly).
-- **KV cache**: `2 (K and V) * layers * kv_heads * head_dim * ekv * 4 bytes`. litert-torch exports allocate a
-  full `ekv`-token cache for every layer, sliding-window layers included, and its tensors are float32
-  (`kv_cache_k_<i>` / `kv_cache_v_<i>` signature inputs of shape [1, 1, ekv, head_dim] for Gemma 3's one KV
-  head; tests/test_catalog.py checks this against the tensors of a real bundle). The CPU runtime (XNNPACK)
-  keeps them float32; a GPU delegate running in F16 may halve them, so float32 is the upper bound.
-- **activations**: the largest live tensors of the largest prefill signature P against the cache E, float32:
-  attention scores (heads * P * E), the mask input (P * E), gate and up projections (2 * P * ffn), a few
-  hidden-state copies (4 * P * hidden), q/k/v (P * head_dim * (heads + 2 kv_heads)), and the decode logits
-  (vocab).
+- **weights**: the bundle's bytes. The runtimes map the file and read every weight; quantized weights stay
+  quantized in memory (dynamic quantization: activations are quantized on the fly).
+- **weight cache** (CPU only): XNNPACK repacks every fully connected weight (the transformer's projections and the
+  LM head, which is Gemma's tied embedding table) into its own layout and keeps that copy beside the file: on a
+  first launch in memory while it writes the cache file, on later launches by mapping that file. Estimated as
+  those matrices at the recipe's width plus per-output-channel scales (`weight_cache_bytes`).
+- **KV cache**: `2 (K and V) * token slots * kv_heads * head_dim * dtype bytes`, the token slots from
+  `sdk_build.kv_cache`: `ekv` per layer, or the 512-token window for sliding-window layers of bundles built with
+  window caches. CPU (XNNPACK) keeps litert-torch's float32 tensors; GPU executors run F16 (MediaPipe's web page
+  falls back to F32 without `shader-f16`: the float32 figure).
+- **activations**: the largest live tensors of the largest prefill signature P, float32: attention scores
+  (heads * P * E), the mask input (P * E), gate and up projections (2 * P * ffn), a few hidden-state copies
+  (4 * P * hidden), q/k/v (P * head_dim * (heads + 2 kv_heads)), and the decode logits (vocab), where E is the
+  longest attention span (ekv, or window + P for ring layers when that is longer); with window caches, plus the
+  ring's mask and write plan (`RING_PLAN_TENSORS` tensors of P x (window + P), fitted to measurements).
 
-**Minimum device memory** = (weights + KV cache + activations) * HEADROOM_FACTOR, rounded up to a whole GiB.
-The factor 2 is the rule that an app can count on about half of a phone's RAM before Android's low-memory
-killer or iOS's per-app limit ends it, the rest going to the OS and other apps; the same rule is what the web
-demo applies to `navigator.deviceMemory`. On the CPU, XNNPACK also writes a repacked copy of the weights to a
-cache file beside the bundle (about the weights' size) and maps it: file-backed pages the OS can drop, which
-count in RSS but sit inside that headroom. Measured on this x86 host with LiteRT-LM (CPU, 2 threads), peak
-RSS was 512 MB for the 270M int8 ekv1024 bundle (estimate 362 MB, minimum 1 GiB) and 1045 MB for the 1B int4
-ekv2048 bundle (estimate 819 MB, minimum 2 GiB).
+The catalog's top-level figures are the upper bound over the ways a bundle may run (float32 KV, the weight cache
+counted when the CPU is among its backends); `backends` gives each backend's own.
+
+**Minimum device memory** = that upper bound * HEADROOM_FACTOR, rounded up to a whole GiB. The factor 2 is the rule
+that an app can count on about half of a phone's RAM before Android's low-memory killer or iOS's per-app limit ends
+it, the rest going to the OS and other apps; the same rule is what the web demo applies to `navigator.deviceMemory`.
+It is a stated rule, not measured on phones.
 """
 
 from __future__ import annotations
@@ -34,61 +40,163 @@ import math
 from collections.abc import Sequence
 
 from sdk_build.architecture import ModelShape
+from sdk_build.kv_cache import BACKEND_KV_DTYPE, KvLayout
 
 KV_CACHE_DTYPE = "float32"
-KV_BYTES_PER_ELEMENT = 4
+"""The dtype of the catalog's top-level KV figure: what litert-torch exports and the CPU keeps (the upper bound)."""
 ACTIVATION_BYTES_PER_ELEMENT = 4
 HEADROOM_FACTOR = 2
 GIB = 2**30
 
-
-@dataclasses.dataclass(frozen=True)
-class MemoryEstimate:
-    weights_bytes: int
-    kv_cache_bytes: int
-    activations_bytes: int
-
-    @property
-    def runtime_bytes(self) -> int:
-        return self.weights_bytes + self.kv_cache_bytes + self.activations_bytes
-
-    @property
-    def min_device_memory_bytes(self) -> int:
-        return math.ceil(self.runtime_bytes * HEADROOM_FACTOR / GIB) * GIB
-
-    def to_dict(self) -> dict[str, int | str]:
-        return {
-            "weights_bytes": self.weights_bytes,
-            "kv_cache_bytes": self.kv_cache_bytes,
-            "kv_cache_dtype": KV_CACHE_DTYPE,
-            "activations_bytes": self.activations_bytes,
-            "estimated_runtime_bytes": self.runtime_bytes,
-            "min_device_memory_bytes": self.min_device_memory_bytes,
-        }
+WEIGHT_BYTES = {"float32": 4.0, "int8": 1.0, "int4": 0.5}
+SCALE_BYTES = {"per-channel": 0.0, "block-32": 2 / 32, "block-128": 2 / 128, "none": 0.0}
+"""Packed bytes per weight: the integer itself, plus a bf16 scale per block for blockwise int4 (per-channel scales
+are counted per output channel)."""
+CHANNEL_BYTES = 8
+"""Per output channel of a quantized matrix: a float32 scale and a float32 bias slot in XNNPACK's packed layout."""
 
 
-def kv_cache_bytes(shape: ModelShape, ekv: int) -> int:
-    """K and V for every layer, `ekv` tokens each, float32 (litert-torch's KV cache for Gemma 3)."""
-    return 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * ekv * KV_BYTES_PER_ELEMENT
+def fully_connected_shapes(shape: ModelShape) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """(out, in) of the transformer's projections (all layers) and of the LM head (the tied embedding table)."""
+    h, d = shape.hidden_size, shape.head_dim
+    per_layer = [
+        ((shape.num_heads + 2 * shape.num_kv_heads) * d, h),  # q, k, v
+        (h, shape.num_heads * d),  # attention output
+        (shape.intermediate_size, h),  # gate
+        (shape.intermediate_size, h),  # up
+        (h, shape.intermediate_size),  # down
+    ]
+    return per_layer * shape.num_layers, (shape.vocab_size, h)
 
 
-def activation_bytes(shape: ModelShape, ekv: int, prefill_lengths: Sequence[int]) -> int:
+def packed_bytes(out_in: tuple[int, int], weights: str, granularity: str) -> int:
+    """Bytes of one (out, in) matrix packed at `weights` width; an unknown width counts as float32 (upper bound)."""
+    out, inputs = out_in
+    weights = weights if weights in WEIGHT_BYTES else "float32"
+    per_weight = WEIGHT_BYTES[weights] + (SCALE_BYTES.get(granularity, 0.0) if weights == "int4" else 0.0)
+    channels = 0 if weights == "float32" else out * CHANNEL_BYTES
+    return int(out * inputs * per_weight) + channels
+
+
+def weight_cache_bytes(shape: ModelShape, weights: str, granularity: str, embedding: str) -> int:
+    """XNNPACK's repacked copy of the fully connected weights (see the module docstring)."""
+    layers, head = fully_connected_shapes(shape)
+    transformer = sum(packed_bytes(m, weights, granularity) for m in layers)
+    head_granularity = granularity if embedding == weights else "per-channel"
+    return transformer + packed_bytes(head, embedding, head_granularity)
+
+
+RING_PLAN_TENSORS = 8
+"""Window caches only: the ring's attention runs over (W ring slots + the P chunk keys), and its mask and write plan
+are built in the graph for every forward pass; LiteRT-LM's CPU arena holds about this many float32/int32 tensors of
+P x (W + P) for it (slot visibility, chunk distances, the additive mask, scores, masked scores, softmax). Fitted, not
+derived: the measured cost of window caches on the real 270M (`python -m bench.kv_window`, 2026-12-01, P = 1280:
+held memory minus KV saved, 70-86 MB at ekv 1280 and 4096, the estimate below gives 73 MB)."""
+
+
+def ring_plan_bytes(shape: ModelShape, prefill_lengths: Sequence[int], layout: KvLayout) -> int:
+    """What the ring's mask and write plan add to the activations of the largest prefill (0 for full caches)."""
+    rings = [t for t in layout.tokens_per_layer if t < max(layout.tokens_per_layer)]
+    if not layout.window_kv_cache or not rings:
+        return 0
+    p = max(prefill_lengths)
+    return RING_PLAN_TENSORS * p * (max(rings) + p) * ACTIVATION_BYTES_PER_ELEMENT
+
+
+def activation_bytes(shape: ModelShape, ekv: int, prefill_lengths: Sequence[int], layout: KvLayout) -> int:
     """Largest live float32 tensors while running the largest prefill signature (see the module docstring)."""
     p = max(prefill_lengths)
+    span = max([ekv] + [t + p for t in layout.tokens_per_layer if t < ekv])
     elements = (
-        shape.num_heads * p * ekv  # attention scores
+        shape.num_heads * p * span  # attention scores
         + p * ekv  # mask input
         + 2 * p * shape.intermediate_size  # gate and up projections
         + 4 * p * shape.hidden_size  # residual, normed input, attention output, FFN output
         + p * shape.head_dim * (shape.num_heads + 2 * shape.num_kv_heads)  # q, k, v
         + shape.vocab_size  # decode logits
     )
-    return elements * ACTIVATION_BYTES_PER_ELEMENT
+    return elements * ACTIVATION_BYTES_PER_ELEMENT + ring_plan_bytes(shape, prefill_lengths, layout)
 
 
-def estimate(shape: ModelShape, bundle_bytes: int, ekv: int, prefill_lengths: Sequence[int]) -> MemoryEstimate:
+@dataclasses.dataclass(frozen=True)
+class BackendMemory:
+    kv_cache_dtype: str
+    kv_cache_bytes: int
+    weight_cache_bytes: int
+    runtime_bytes: int
+
+    def to_dict(self) -> dict[str, int | str]:
+        return {
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "weight_cache_bytes": self.weight_cache_bytes,
+            "estimated_runtime_bytes": self.runtime_bytes,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    shape: ModelShape
+    layout: KvLayout
+    weights_bytes: int
+    weight_cache_bytes: int
+    """XNNPACK's packed copy; counted for the CPU backend only."""
+    activations_bytes: int
+    backends: tuple[str, ...]
+
+    def backend(self, name: str) -> BackendMemory:
+        dtype = BACKEND_KV_DTYPE[name]
+        kv = self.layout.bytes(self.shape, dtype)
+        cache = self.weight_cache_bytes if name == "cpu" else 0
+        return BackendMemory(dtype, kv, cache, self.weights_bytes + cache + kv + self.activations_bytes)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self.layout.bytes(self.shape, KV_CACHE_DTYPE)
+
+    @property
+    def counted_weight_cache_bytes(self) -> int:
+        return self.weight_cache_bytes if "cpu" in self.backends else 0
+
+    @property
+    def runtime_bytes(self) -> int:
+        """The upper bound: float32 KV, and the weight cache when the bundle may run on the CPU."""
+        return self.weights_bytes + self.counted_weight_cache_bytes + self.kv_cache_bytes + self.activations_bytes
+
+    @property
+    def min_device_memory_bytes(self) -> int:
+        return math.ceil(self.runtime_bytes * HEADROOM_FACTOR / GIB) * GIB
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "weights_bytes": self.weights_bytes,
+            "weight_cache_bytes": self.counted_weight_cache_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "kv_cache_dtype": KV_CACHE_DTYPE,
+            "kv_cache": self.layout.to_dict(self.shape),
+            "activations_bytes": self.activations_bytes,
+            "estimated_runtime_bytes": self.runtime_bytes,
+            "min_device_memory_bytes": self.min_device_memory_bytes,
+            "backends": {name: self.backend(name).to_dict() for name in self.backends},
+        }
+
+
+def estimate(
+    shape: ModelShape,
+    bundle_bytes: int,
+    ekv: int,
+    prefill_lengths: Sequence[int],
+    layout: KvLayout,
+    quantization: tuple[str, str, str],
+    backends: Sequence[str] = ("cpu",),
+) -> MemoryEstimate:
+    """`quantization`: (transformer weights, granularity, embedding), as in the catalog's `quantization` field."""
+    weights, granularity, embedding = quantization
     return MemoryEstimate(
+        shape=shape,
+        layout=layout,
         weights_bytes=int(bundle_bytes),
-        kv_cache_bytes=kv_cache_bytes(shape, ekv),
-        activations_bytes=activation_bytes(shape, ekv, prefill_lengths),
+        weight_cache_bytes=weight_cache_bytes(shape, weights, granularity, embedding),
+        activations_bytes=activation_bytes(shape, ekv, prefill_lengths, layout),
+        backends=tuple(sorted(set(backends))),
     )

@@ -30,6 +30,29 @@ DEFAULT_PROMPTS = (
     "Water boils at a temperature of",
     "def fibonacci(n):",
 )
+LONG_PROMPT_EXTRA_TOKENS = 88
+"""The long default prompt is this much longer than the sliding window (Gemma 3: 512 + 88 = 600 tokens): its last
+tokens attend only over the window, and a window-sized (ring) KV cache has wrapped around before they are read."""
+
+
+def long_prompt(tokenizer, tokens: int) -> str:
+    """Deterministic text of `tokens` SentencePiece tokens, varied enough that a model does not just repeat it."""
+    ids: list[int] = []
+    line = 0
+    while len(ids) < tokens:
+        ids += tokenizer.encode(
+            f"Log entry {line}: station {line % 7} measured {(line * 37) % 101} units at {6 + line % 12} o'clock. "
+        )
+        line += 1
+    return tokenizer.decode(ids[:tokens])
+
+
+def default_prompts(tokenizer, window: int, ekv: int, new_tokens: int) -> tuple[str, ...]:
+    """The four short prompts, plus one longer than the sliding window when it fits in the bundle's KV cache."""
+    length = window + LONG_PROMPT_EXTRA_TOKENS
+    if window <= 0 or length + new_tokens + 2 > ekv:
+        return DEFAULT_PROMPTS
+    return (*DEFAULT_PROMPTS, long_prompt(tokenizer, length))
 
 
 @dataclasses.dataclass
@@ -315,12 +338,13 @@ def verify_bundle(
     *,
     cache_dir: Path | None = None,
     new_tokens: int = 16,
-    prompts: tuple[str, ...] = DEFAULT_PROMPTS,
+    prompts: tuple[str, ...] | None = None,
     threads: int = 2,
     min_agreement: float | None = None,
     config: EngineConfig | None = None,
 ) -> VerifyReport:
-    """Verify `bundle` on one engine (the CPU by default): see `verify_bundle_runs`."""
+    """Verify `bundle` on one engine (the CPU by default): see `verify_bundle_runs`. `prompts` None:
+    `default_prompts`, i.e. the short ones and one longer than the model's sliding window."""
     config = config or EngineConfig(threads=threads)
     return verify_bundle_runs(bundle, [config], checkpoint_ref, cache_dir=cache_dir, new_tokens=new_tokens,
                               prompts=prompts, min_agreement=min_agreement)[0]
@@ -333,7 +357,7 @@ def verify_bundle_runs(
     *,
     cache_dir: Path | None = None,
     new_tokens: int = 16,
-    prompts: tuple[str, ...] = DEFAULT_PROMPTS,
+    prompts: tuple[str, ...] | None = None,
     min_agreement: float | None = None,
 ) -> list[VerifyReport]:
     """One report per engine config (CPU, GPU F16, GPU F32...), all against one fp32 reference pass.
@@ -359,6 +383,10 @@ def verify_bundle_runs(
     checkpoint = resolve_checkpoint(ref, cache_dir, allow_custom_shape=custom or checkpoint_ref is not None)
     if entry is not None and entry.checkpoint["fingerprint"] != checkpoint.fingerprint:
         raise VerifyError(f"{ref} has changed since {bundle.name} was built (fingerprint differs); rebuild it")
+    ekv = entry.ekv if entry else 1024
+    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
+    if prompts is None:
+        prompts = default_prompts(tokenizer, checkpoint.shape.sliding_window, ekv, new_tokens)
     if entry is not None and entry.lora:
         if any(c.backend != "cpu" for c in configs):
             raise VerifyError(f"{bundle.name} carries a LoRA adapter: LiteRT-LM runs those on the CPU only")
@@ -366,8 +394,6 @@ def verify_bundle_runs(
 
         return [verify_lora_bundle(bundle, entry, checkpoint, cache_dir=cache_dir, new_tokens=new_tokens,
                                    prompts=prompts, threads=c.threads, min_agreement=min_agreement) for c in configs]
-    ekv = entry.ekv if entry else 1024
-    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
     # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
     cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
     model = load_torch_model(checkpoint, mask_cache_size=cache_len)

@@ -36,10 +36,11 @@ from sdk_build.catalog import (
     write_catalog,
 )
 from sdk_build.errors import CatalogError
+from sdk_build.export import ExportOptions
+from sdk_build.kv_cache import kv_layout, window_kv_cache_default
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.matrix import load_matrix
 from sdk_build.naming import bundle_filename
-from sdk_build.runtime_memory import kv_cache_bytes
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, VariantSpec
 
@@ -122,7 +123,9 @@ def spec_entry(
         build_seconds=0.0,
         peak_rss_bytes=0,
         created_utc="2026-11-23T00:00:00Z",
-        extra={"targets": targets},
+        extra={"targets": targets,  # the export options a build for these targets records (pipeline.build)
+               "export_options": ExportOptions(window_kv_cache=window_kv_cache_default(
+                   targets, KNOWN_SHAPES[model], variant.ekv, variant.prefill_lengths)).identity()},
     )
 
 
@@ -184,15 +187,31 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
     }
     assert q8["prefill_lengths"] == [32, 128, 512, 1280] and q8["ekv"] == 1280
     assert q8["precision"]["web"] is None
-    # Hand-computed: KV 2*26*1*256*1280*4; activations (4*1280*1280 + 1280*1280 + 2*1280*6912 + 4*1280*1152
-    # + 1280*256*6 + 262144) * 4; minimum = ceil(2 * (1005 MiB + KV + activations) / GiB) GiB.
+    # Hand-computed: KV 2*26*1*256*1280*4 (this file also serves the GPU and iOS: full-length local caches);
+    # weight cache: int8 (1536*1152 + 1152*1024 + 2*6912*1152 + 1152*6912) * 26 + 262144*1152 (tied LM head), plus
+    # 8 bytes per output channel ((1536 + 1152 + 2*6912 + 1152) * 26 + 262144); activations (4*1280*1280 +
+    # 1280*1280 + 2*1280*6912 + 4*1280*1152 + 1280*256*6 + 262144) * 4;
+    # minimum = ceil(2 * (1005 MiB + weight cache + KV + activations) / GiB) GiB.
+    weight_cache = (1536 * 1152 + 1152 * 1024 + 2 * 6912 * 1152 + 1152 * 6912) * 26 + 262144 * 1152 + 8 * (
+        (1536 + 1152 + 2 * 6912 + 1152) * 26 + 262144)
+    assert weight_cache == 1_005_522_944
+    runtime = 1005 * MIB + weight_cache + 68_157_440 + 136_052_736
     assert q8["memory"] == {
         "weights_bytes": 1005 * MIB,
+        "weight_cache_bytes": weight_cache,
         "kv_cache_bytes": 68_157_440,
         "kv_cache_dtype": "float32",
+        "kv_cache": {"window_sized_local_layers": False, "local_layers": 22, "local_layer_tokens": 1280,
+                     "global_layers": 4, "global_layer_tokens": 1280, "token_slots": 26 * 1280},
         "activations_bytes": 136_052_736,
-        "estimated_runtime_bytes": 1_258_029_056,
-        "min_device_memory_bytes": 3 * GIB,
+        "estimated_runtime_bytes": runtime,
+        "min_device_memory_bytes": 5 * GIB,
+        "backends": {
+            "cpu": {"kv_cache_dtype": "float32", "kv_cache_bytes": 68_157_440, "weight_cache_bytes": weight_cache,
+                    "estimated_runtime_bytes": runtime},
+            "gpu": {"kv_cache_dtype": "float16", "kv_cache_bytes": 68_157_440 // 2, "weight_cache_bytes": 0,
+                    "estimated_runtime_bytes": 1005 * MIB + 68_157_440 // 2 + 136_052_736},
+        },
     }
     assert q8["chat"]["instruction_tuned"] is True
     assert q8["chat"]["single_turn"] == "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
@@ -201,8 +220,13 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
 
     int4 = bundles["gemma3-1b-it-int4.task"]
     assert int4["ekv"] == 2048 and int4["memory"]["kv_cache_bytes"] == 109_051_904
-    assert int4["memory"]["min_device_memory_bytes"] == 2 * GIB  # 2 * 819,462,144 bytes = 1.53 GiB
-    assert bundles["Gemma3-1B-IT_multi-prefill-seq_f32_ekv1280.task"]["memory"]["min_device_memory_bytes"] == 8 * GIB
+    assert int4["memory"]["min_device_memory_bytes"] == 3 * GIB  # 2 * 1,325,109,248 bytes = 2.47 GiB
+    f32 = bundles["Gemma3-1B-IT_multi-prefill-seq_f32_ekv1280.task"]["memory"]
+    assert f32["weight_cache_bytes"] == 3_999_006_720 and f32["min_device_memory_bytes"] == 16 * GIB
+    # android-cpu-only files get window-sized local caches: 22 * 512 + 4 * 4096 token slots at ekv 4096
+    q4_4096 = bundles["Gemma3-1B-IT_multi-prefill-seq_q4_block32_ekv4096.task"]["memory"]
+    assert q4_4096["kv_cache"]["window_sized_local_layers"] is True and q4_4096["kv_cache"]["token_slots"] == 27_648
+    assert q4_4096["kv_cache_bytes"] == 2 * 27_648 * 256 * 4 and set(q4_4096["backends"]) == {"cpu"}
     long_context = bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv4096.task"]
     assert long_context["memory"]["kv_cache_bytes"] == 218_103_808  # 3.2x the ekv1280 cache
     assert long_context["targets"] == ["android-cpu"]
@@ -225,8 +249,9 @@ def test_270m_catalog_validates(validator: jsonschema.Draft202012Validator) -> N
         "Gemma3-270M_multi-prefill-seq_q4_block32_ekv1024.task",
     }
     q8 = bundles["Gemma3-270M_multi-prefill-seq_q8_ekv1024.task"]
-    assert q8["memory"]["kv_cache_bytes"] == 2 * 18 * 1 * 256 * 1024 * 4 == 37_748_736
-    assert q8["memory"]["min_device_memory_bytes"] == 1 * GIB
+    # android-cpu: 15 sliding-window layers of 512 tokens, 3 global ones of ekv 1024 (full: 2*18*256*1024*4)
+    assert q8["memory"]["kv_cache_bytes"] == 2 * (15 * 512 + 3 * 1024) * 1 * 256 * 4 == 22_020_096
+    assert q8["memory"]["min_device_memory_bytes"] == 2 * GIB
     assert q8["runtimes"] == ["mediapipe-llm-inference", "litert-lm"]
     assert bundles["Gemma3-270M_multi-prefill-seq_q8_ekv1024.litertlm"]["runtimes"] == ["litert-lm"]
     assert q8["chat"]["instruction_tuned"] is False and q8["chat"]["single_turn"] == "{prompt}"
@@ -237,7 +262,8 @@ def test_270m_catalog_validates(validator: jsonschema.Draft202012Validator) -> N
 
 
 def test_kv_cache_estimate_matches_the_tensors_of_a_real_bundle(tiny_bundle_dir: Path) -> None:
-    """The estimate's formula (float32, every layer at ekv) against the KV-cache inputs litert-torch exported."""
+    """The estimate's formula (float32, the token slots of each layer: window-sized for the local layer of this
+    android-cpu bundle) against the KV-cache inputs litert-torch exported."""
     from ai_edge_litert.interpreter import Interpreter
 
     entry = next(e for e in load_manifest(tiny_bundle_dir).bundles if e.format == "task")
@@ -249,8 +275,13 @@ def test_kv_cache_estimate_matches_the_tensors_of_a_real_bundle(tiny_bundle_dir:
     assert {d["dtype"].__name__ for d in kv_inputs.values()} == {"float32"}
     real = sum(int(d["shape"].prod()) * d["dtype"]().itemsize for d in kv_inputs.values())
     catalog = build_catalog([entry])
-    assert catalog["bundles"][0]["memory"]["kv_cache_bytes"] == real
-    assert kv_cache_bytes(GEMMA3_1B, 1280) == 68_157_440
+    memory = catalog["bundles"][0]["memory"]
+    assert memory["kv_cache_bytes"] == real
+    assert memory["kv_cache"]["window_sized_local_layers"] is True
+    assert memory["kv_cache"]["token_slots"] == sum(int(d["shape"].prod()) for n, d in kv_inputs.items()
+                                                    if n.startswith("kv_cache_k_")) // 32  # head_dim 32, 1 KV head
+    assert kv_layout(GEMMA3_1B, 1280, False).bytes(GEMMA3_1B) == 68_157_440
+    assert kv_layout(GEMMA3_1B, 4096, True).slots == 22 * 512 + 4 * 4096 == 27_648  # issue 22's count
 
 
 # ---- the tiny bundles built by the real pipeline, the CLI, and the server ----

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from sdk_build.errors import BuildError, SourceError
-from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.export import ExportOptions
+from sdk_build.kv_cache import window_kv_cache_default
+from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.pipeline import build
+from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import make_variant
-from sdk_build.verify import verify_bundle
+from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle
 
 
 def test_tiny_bundles_are_whole_and_recorded(tiny_bundle_dir: Path) -> None:
@@ -46,6 +48,10 @@ def test_int8_bundle_agrees_with_fp32_reference(tiny_bundle_dir: Path, gemma_edg
     assert report.passed, report.problems
     assert report.top1_agreement >= 0.9
     assert all(result.bundle_tokens for result in report.results)
+    # The default prompts end with one longer than the sliding window: this android-cpu bundle's ring caches wrap.
+    assert entry.extra["export_options"]["window_kv_cache"] is True
+    assert len(report.results) == len(DEFAULT_PROMPTS) + 1
+    assert report.results[-1].forced_positions > 0 and report.results[-1].prompt not in DEFAULT_PROMPTS
 
 
 def test_recipes_share_one_export_and_order_by_size(
@@ -59,7 +65,11 @@ def test_recipes_share_one_export_and_order_by_size(
         sizes[recipe] = outcome.entries[0].extra["tflite_bytes"]
     # This checkpoint's exports only: other tests (LoRA) share the session cache with their own checkpoints/options.
     fingerprint = outcome.entries[0].checkpoint["fingerprint"]
-    exports = list((gemma_edge_cache / "exports").glob(f"{fingerprint}_ekv128_p32_{ExportOptions().key()}_*.tflite"))
+    # android-cpu, but at ekv 128 / prefill 32 the ring's plan costs more than the KV it saves: full caches
+    shape = resolve_checkpoint(str(tiny_checkpoint_dir), None, allow_custom_shape=True).shape
+    assert not window_kv_cache_default(["android-cpu"], shape, 128, [32])
+    key = ExportOptions().key()
+    exports = list((gemma_edge_cache / "exports").glob(f"{fingerprint}_ekv128_p32_{key}_*.tflite"))
     assert len(exports) == 1
     assert sizes["fp32"] > max(v for k, v in sizes.items() if k != "fp32")
     assert sizes["fp32"] > 1.8 * sizes["dynamic_int8"] and sizes["int4_qat"] < sizes["dynamic_int8"]

@@ -39,6 +39,7 @@ def origin(
     tiny_bundle_dir: Path, tiny_checkpoint_dir: Path, gemma_edge_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The tiny int8 .task/.litertlm plus an int4 web-gpu .task (same float export: quantize + bundle only)."""
+    from sdk_build.export import ExportOptions
     from sdk_build.pipeline import build
     from sdk_build.spec import make_variant
 
@@ -46,7 +47,9 @@ def origin(
     shutil.copytree(tiny_bundle_dir, folder, ignore=shutil.ignore_patterns("*.xnnpack_cache", ".*"))
     entry = load_manifest(folder).bundles[0]
     web = make_variant("dynamic_int4_block32", entry.ekv, entry.prefill_lengths, formats=["task"], target="web-gpu")
-    build(str(tiny_checkpoint_dir), web, folder, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    same_export = ExportOptions(window_kv_cache=entry.extra["export_options"].get("window_kv_cache", False))
+    build(str(tiny_checkpoint_dir), web, folder, cache_dir=gemma_edge_cache, allow_custom_shape=True,
+          export_options=same_export)
     return folder
 
 

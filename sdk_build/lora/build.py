@@ -49,8 +49,13 @@ def build_with_lora(
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     output_dir = Path(output_dir)
-    export_options = export_options or ExportOptions()
     base = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
+    if export_options is None:  # fused weights export like the base model; runtime LoRA inputs need full caches
+        from sdk_build.kv_cache import window_kv_cache_default
+
+        fused_window = lora.mode is LoraMode.FUSED and window_kv_cache_default(
+            (variant.target,), base.shape, variant.ekv, variant.prefill_lengths)
+        export_options = ExportOptions(window_kv_cache=fused_window)
     adapter = load_adapter(lora.path, base.shape)
     stem = variant.output_name or bundle_stem(base, variant)
     if lora.mode is LoraMode.FUSED:
