@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
+from sdk_build.calibration import CalibrationSpec
 from sdk_build.errors import BuildError
 from sdk_build.export import ExportOptions, export_facts, float_export_path
 from sdk_build.gpu.buffers import tensor_sizes
@@ -48,13 +49,16 @@ class BuildOutcome:
     seconds: float
 
 
-def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat, options: ExportOptions) -> str:
+def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat, options: ExportOptions,
+                     calibration: CalibrationSpec = CalibrationSpec()) -> str:
     data = {
         "checkpoint": checkpoint.fingerprint,
         "variant": {**variant.to_dict(), "formats": [fmt.value]},
         "export": options.identity(),
         "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
         "tools": tool_versions(),
+        # calibrated recipes (GPTQ, OSCAR) depend on their text too; the others' fingerprints stay as they were
+        **({"calibration": calibration.identity()} if variant.recipe.calibrated else {}),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -115,10 +119,12 @@ def build(
     export_options: ExportOptions = ExportOptions(),
     checkpoint: Checkpoint | None = None,
     lora: LoraSpec | None = None,
+    calibration: CalibrationSpec = CalibrationSpec(),
 ) -> BuildOutcome:
     """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
 
-    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`).
+    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`). `calibration` is the
+    text calibrated recipes (GPTQ, OSCAR) run through the float model (`sdk_build.calibration`).
     """
     if lora is not None:
         from sdk_build.lora.build import build_with_lora
@@ -134,7 +140,7 @@ def build(
     warn_requantization_once(checkpoint, variant.recipe.value)
     manifest = load_manifest(output_dir)
     wanted = {
-        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options))
+        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options, calibration))
         for fmt in variant.formats
     }
     if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
@@ -150,7 +156,8 @@ def build(
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".build-") as workdir:
         quantized = Path(workdir) / f"{bundle_stem(checkpoint, variant)}.tflite"
         with status(f"quantize {variant.recipe.value}"):
-            quantize_tflite(float_path, variant.recipe, quantized)
+            quantize_tflite(float_path, variant.recipe, quantized, tokenizer=checkpoint.tokenizer_path,
+                            calibration=calibration)
         # what a GPU engine must fit in single buffers: `verify --backend gpu` and the lab check it against the adapter
         largest = [t.to_dict() for t in tensor_sizes(quantized.read_bytes())[:3]]
         for fmt, (name, fingerprint) in wanted.items():
@@ -179,6 +186,7 @@ def build(
                 created_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 extra={"tflite_bytes": quantized.stat().st_size, "export_options": export_options.identity(),
                        "gpu_buffer_limit": variant.buffer_limit, "largest_tensors": largest,
+                       **({"calibration": calibration.identity()} if variant.recipe.calibrated else {}),
                        **({"residual_scale": facts["residual_scale"]} if "residual_scale" in facts else {}),
                        # the catalog's memory estimate needs the shape, also for custom (tiny) models
                        "model_shape": dataclasses.asdict(checkpoint.shape)},

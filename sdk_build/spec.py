@@ -26,11 +26,30 @@ class Recipe(str, enum.Enum):
     DYNAMIC_INT4_BLOCK32_ALL = "dynamic_int4_block32_all"
     DYNAMIC_INT4_BLOCK128_ALL = "dynamic_int4_block128_all"
     INT4_QAT = "int4_qat"
+    # int4 transformer weights by ai-edge-quantizer's other algorithms, the embedding int8 (issue 21; README "Recipes")
+    DYNAMIC_INT4_CHANNEL = "dynamic_int4_channel"
+    DYNAMIC_INT4_CHANNEL_OCTAV = "dynamic_int4_channel_octav"
+    DYNAMIC_INT4_CHANNEL_MSE = "dynamic_int4_channel_mse"
+    DYNAMIC_INT4_CHANNEL_HADAMARD = "dynamic_int4_channel_hadamard"
+    DYNAMIC_INT4_CHANNEL_GPTQ = "dynamic_int4_channel_gptq"
+    DYNAMIC_INT4_CHANNEL_OSCAR = "dynamic_int4_channel_oscar"
+    DYNAMIC_INT4_BLOCK32_OCTAV = "dynamic_int4_block32_octav"
+    DYNAMIC_INT4_BLOCK32_GPTQ = "dynamic_int4_block32_gptq"
+    DYNAMIC_INT4_BLOCK32_OSCAR = "dynamic_int4_block32_oscar"
 
     @property
     def file_tag(self) -> str:
         """The quantization part of seed 001's file names (`..._q4_block128_ekv1280.task`)."""
         return _FILE_TAGS[self]
+
+    @property
+    def calibrated(self) -> bool:
+        """Needs activation statistics from calibration text (`sdk_build.calibration`)."""
+        return self.value.endswith(("_gptq", "_oscar"))
+
+    @property
+    def int4(self) -> bool:
+        return "int4" in self.value
 
 
 _FILE_TAGS = {
@@ -41,6 +60,15 @@ _FILE_TAGS = {
     Recipe.DYNAMIC_INT4_BLOCK32_ALL: "q4_block32_all",
     Recipe.DYNAMIC_INT4_BLOCK128_ALL: "q4_block128_all",
     Recipe.INT4_QAT: "q4_qat",
+    Recipe.DYNAMIC_INT4_CHANNEL: "q4_channel",
+    Recipe.DYNAMIC_INT4_CHANNEL_OCTAV: "q4_channel_octav",
+    Recipe.DYNAMIC_INT4_CHANNEL_MSE: "q4_channel_mse",
+    Recipe.DYNAMIC_INT4_CHANNEL_HADAMARD: "q4_channel_hadamard",
+    Recipe.DYNAMIC_INT4_CHANNEL_GPTQ: "q4_channel_gptq",
+    Recipe.DYNAMIC_INT4_CHANNEL_OSCAR: "q4_channel_oscar",
+    Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: "q4_block32_octav",
+    Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: "q4_block32_gptq",
+    Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: "q4_block32_oscar",
 }
 
 
