@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--precision", choices=["f16", "f32", "both"], default=None,
                         help="GPU activation precision; both (default) runs and reports F16 and F32 separately")
     verify.add_argument("--min-agreement", type=float, default=None, help="fail below this top-1 agreement (0-1)")
+    verify.add_argument("--perplexity-tokens", type=int, default=2048,
+                        help="held-out tokens scored for perplexity, bundle and fp32 (default 2048; 0: skip)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(verify)
 
@@ -205,6 +207,8 @@ def _print_report(report) -> None:
     print(f"{report.bundle} [{where}]: top-1 agreement {report.top1_agreement:.1%} (teacher-forced, "
           f"{sum(r.forced_positions for r in report.results)} positions over {len(report.results)} prompts); "
           f"free-running {report.free_running_agreement:.1%}")
+    if report.perplexity is not None:
+        print(f"{report.bundle} [{where}]: {report.perplexity.describe()}")
     for problem in report.problems:
         print(f"FAIL [{where}]: {problem}")
 
@@ -220,6 +224,7 @@ def run_verify(args: argparse.Namespace) -> int:
         new_tokens=args.tokens,
         prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS,
         min_agreement=args.min_agreement,
+        perplexity_tokens=args.perplexity_tokens,
     )
     if args.json:
         data = [r.to_dict() for r in reports]
