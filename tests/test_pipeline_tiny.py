@@ -59,7 +59,7 @@ def test_recipes_share_one_export_and_order_by_size(
         sizes[recipe] = outcome.entries[0].extra["tflite_bytes"]
     # This checkpoint's exports only: other tests (LoRA) share the session cache with their own checkpoints/options.
     fingerprint = outcome.entries[0].checkpoint["fingerprint"]
-    exports = list((gemma_edge_cache / "exports").glob(f"{fingerprint}_ekv128_p32_{ExportOptions().key()}_*"))
+    exports = list((gemma_edge_cache / "exports").glob(f"{fingerprint}_ekv128_p32_{ExportOptions().key()}_*.tflite"))
     assert len(exports) == 1
     assert sizes["fp32"] > max(v for k, v in sizes.items() if k != "fp32")
     assert sizes["fp32"] > 1.8 * sizes["dynamic_int8"] and sizes["int4_qat"] < sizes["dynamic_int8"]
