@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.bandwidth import gguf_bytes_per_token, task_bytes_per_token
 from bench.common import DEFAULT_RESULTS_DIR, median, print_table, ratio, write_results
 from bench.fidelity_cache import file_key
 from bench.llama_cpp_build import LlamaCppBuild, LlamaCppError, ensure_llama_cpp
 from bench.quiet import add_quiet_arguments
-from bench.vs_llama_cpp import Subject, measure_fidelity, measure_speed, prepare_subjects
-from bench.vs_llama_cpp_inputs import InputError
+from bench.vs_llama_cpp import Subject, measure_fidelity, measure_speed
+from bench.vs_llama_cpp_inputs import InputError, ensure_bundle, ensure_ggufs
 from bench.vs_llama_cpp_plan import FIDELITY_MARGIN, ModelPlan, PlanError, load_plan, select_models
 from device_tests.errors import LabError
 from sdk_build.atomic import atomic_write_json
@@ -64,6 +65,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _log(message: str) -> None:
     print(f"[int4_recipes] {message}", file=sys.stderr, flush=True)
+
+
+def prepare_subjects(plan: ModelPlan, bundle_dirs: list[Path], gguf_dir: Path,
+                     build: LlamaCppBuild) -> tuple[Any, list[Subject], dict[str, str]]:
+    """Our bundles and the GGUFs; a recipe that cannot be built is reported with its reason, not fatal."""
+    from device_tests.runners.host import BundleInfo
+    from sdk_build.sources import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(plan.checkpoint)
+    subjects, not_built = [], {}
+    for recipe in plan.recipes:
+        try:
+            found = ensure_bundle(bundle_dirs, checkpoint, plan, recipe)
+        except InputError as exc:
+            not_built[recipe] = str(exc)
+            continue
+        e = found.entry
+        info = BundleInfo(found.path, e.sha256, e.quantization, e.ekv, e.model, e.format, tuple(e.prefill_lengths),
+                          e.bytes)
+        subjects.append(Subject("litert-lm", recipe, found.path, e.bytes, task_bytes_per_token(found.path),
+                                bundle=info))
+    for gguf in ensure_ggufs(gguf_dir, checkpoint, plan, build):
+        subjects.append(Subject("llama.cpp", gguf.label, gguf.path, gguf.path.stat().st_size,
+                                gguf_bytes_per_token(gguf.path)))
+    return checkpoint, subjects, not_built
 
 
 def measure_perplexity(plan: ModelPlan, checkpoint, subjects: list[Subject], build: LlamaCppBuild, tokens: int,
@@ -152,7 +178,9 @@ def run(args: argparse.Namespace) -> Path:
     results: dict[str, Any] = {"llama_cpp": build.describe(), "threads": args.threads, "runs": args.runs,
                                "warmup": args.warmup, "models": {}}
     for plan in plans:
-        checkpoint, subjects = prepare_subjects(plan, bundle_dirs, workdir / "gguf", build)
+        checkpoint, subjects, not_built = prepare_subjects(plan, bundle_dirs, workdir / "gguf", build)
+        for recipe, reason in not_built.items():
+            _log(f"{plan.name}: {recipe} not built: {reason}")
         fidelity = perplexities = None
         if not plan.speed_only:
             fidelity = measure_fidelity(plan, checkpoint, subjects, build, args.fidelity_tokens, args.threads, workdir)
@@ -173,6 +201,7 @@ def run(args: argparse.Namespace) -> Path:
             "load_average_before": load_before, "load_average_after": load_after, "fidelity_reference": fidelity,
             "perplexity_reference": perplexities["reference"] if perplexities else None,
             "perplexity_tokens": perplexities["tokens"] if perplexities else None, "rows": records,
+            "not_built": not_built,
         }
     path = write_results("int4_recipes", results, args.results_dir)
     print(f"results: {path}")

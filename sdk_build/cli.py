@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                        help="embedded:gemma3-270m (default), a local HF or MLX folder, FILE.gguf, hf:ORG/NAME[@REV], "
                        "modelscope:ORG/NAME[@REV], random:gemma3-1b")
-    build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe))
+    build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe)
+                       + "; or int4: the target's default int4 recipe (README \"Recipes\")")
     build.add_argument("--ekv", type=_positive_int, required=True, help="KV cache size in tokens")
     build.add_argument("--prefill", type=_positive_int, action="append",
                        help="prefill signature length (repeatable; default 32 128 512 1280)")

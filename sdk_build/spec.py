@@ -165,6 +165,23 @@ class VariantSpec:
         }
 
 
+DEFAULT_INT4 = "int4"
+"""Recipe alias (CLI `--recipe int4`, TOML `recipe = "int4"`): the default int4 recipe of the variant's target."""
+
+_DEFAULT_INT4 = {
+    Target.ANDROID_CPU: Recipe.DYNAMIC_INT4_BLOCK32,
+    Target.IOS: Recipe.DYNAMIC_INT4_BLOCK32,
+    Target.ANDROID_GPU: Recipe.DYNAMIC_INT4_BLOCK32,
+    Target.WEB_GPU: Recipe.DYNAMIC_INT4_BLOCK32,
+}
+
+
+def default_int4(target: Target) -> Recipe:
+    """The int4 recipe a target gets for `int4`, chosen by measurement: README "Recipes" says which and why, the
+    table is in docs/benchmarks.md. The recipes of Google's published files stay available by their own names."""
+    return _DEFAULT_INT4[target]
+
+
 def make_variant(
     recipe: str,
     ekv: int,
@@ -174,13 +191,15 @@ def make_variant(
     output_name: str | None = None,
     gpu_buffer_limit: int | None = None,
 ) -> VariantSpec:
-    """Build a VariantSpec from plain strings (CLI flags, TOML), with clear errors for bad values."""
+    """Build a VariantSpec from plain strings (CLI flags, TOML), with clear errors for bad values. `int4` is the
+    target's default int4 recipe (`default_int4`)."""
+    chosen_target: Target = parse_enum(Target, target, "target")  # type: ignore[assignment]
     return VariantSpec(
-        recipe=parse_enum(Recipe, recipe, "recipe"),  # type: ignore[arg-type]
+        recipe=default_int4(chosen_target) if recipe == DEFAULT_INT4 else parse_enum(Recipe, recipe, "recipe"),  # type: ignore[arg-type]
         ekv=int(ekv),
         prefill_lengths=tuple(int(n) for n in (prefill_lengths or DEFAULT_PREFILL_LENGTHS)),
         formats=tuple(parse_enum(BundleFormat, f, "format") for f in formats),  # type: ignore[misc]
-        target=parse_enum(Target, target, "target"),  # type: ignore[arg-type]
+        target=chosen_target,
         output_name=output_name,
         gpu_buffer_limit=gpu_buffer_limit,
     )

@@ -54,3 +54,14 @@ def test_unknown_recipe_lists_the_choices() -> None:
 
 def test_all_recipes_have_file_tags() -> None:
     assert len({r.file_tag for r in Recipe}) == len(Recipe)
+
+
+def test_int4_alias_is_the_targets_default_recipe() -> None:
+    from sdk_build.spec import DEFAULT_INT4, Target, default_int4
+
+    for target in Target:
+        variant = make_variant(DEFAULT_INT4, 1024, [32], target=target.value)
+        assert variant.recipe is default_int4(target) and variant.recipe.int4
+    # the published files' recipes stay available by their own names
+    assert make_variant("dynamic_int4_block32", 1024, [32]).recipe is Recipe.DYNAMIC_INT4_BLOCK32
+    assert make_variant("dynamic_int4_block128", 1024, [32]).recipe is Recipe.DYNAMIC_INT4_BLOCK128
