@@ -33,7 +33,7 @@ fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as 
 - OSCAR: per input channel, a scale balancing activation and weight ranges, folded into the weights, with a MUL op
   on the activations added to the graph, then activation-weighted optimal clipping (calibration data).
 GPTQ and OSCAR calibrate on real text (`sdk_build.calibration`, `sdk_build.text_corpus`), which is part of the build
-fingerprint. Which of them is the default int4 and why: README "Recipes" and docs/benchmarks.md.
+fingerprint. Which of them is the default int4 and why: README "Recipes" (`sdk_build.spec.default_int4`).
 
 The block recipes keep the embedding at int8 because that reproduces Google's published 1B files (688 / 657 MiB;
 all-int4 gives 543 MiB, litert-torch's in-converter `dynamic_int4_block32`). `int4_qat` is meant for the QAT
