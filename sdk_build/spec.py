@@ -173,8 +173,9 @@ _DEFAULT_INT4 = {
     # against 74.2%, the same graph and bytes as min-max so the same speed (bench.int4_recipes, README "Recipes")
     Target.ANDROID_CPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
     Target.IOS: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
-    Target.ANDROID_GPU: Recipe.DYNAMIC_INT4_BLOCK32,
-    Target.WEB_GPU: Recipe.DYNAMIC_INT4_BLOCK32,
+    # the same graph as min-max blocks of 32: it runs on LiteRT-LM's GPU engine in F16 and F32 (tests/test_gpu_engine.py)
+    Target.ANDROID_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
+    Target.WEB_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
 }
 
 
