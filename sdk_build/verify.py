@@ -17,11 +17,11 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from sdk_build import perplexity
 from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_texts
 from sdk_build.engine import open_engine as engine_open
 from sdk_build.errors import VerifyError
 from sdk_build.manifest import BundleEntry, load_manifest
-from sdk_build import perplexity
 from sdk_build.perplexity import Perplexity
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.sources.provenance import reference_description
