@@ -9,8 +9,8 @@
     nox -s lab_gpu         device lab on this machine's GPU engine (LiteRT-LM, F16 and F32; lavapipe without a GPU)
     nox -s lab_android     device lab on a phone: -- --serial SERIAL [--binary litert_lm_main]
     nox -s web_screenshot  screenshot of the demo page answering with the first bundle in bundles/
-    nox -s bench           side-by-side benchmarks: llama.cpp, nginx, LoRA overhead, web export settings,
-                           litert-torch's default vs lightweight conversion
+    nox -s bench           side-by-side benchmarks: llama.cpp, int4 recipes vs llama.cpp, nginx, LoRA overhead,
+                           web export settings, litert-torch's default vs lightweight conversion
     nox -s bench_build_cost  litert-torch's reference route vs `sdk-build matrix` (build time, peak RSS)
     nox -s first_demo      time from a fresh clone to the first answer in the demo page
 """
@@ -123,15 +123,18 @@ def bench_script(session: nox.Session, name: str, *args: str) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks (bench/; tables printed, JSON in reports/bench/). Long; never part of CI.
 
-    Runs llama.cpp vs our bundles (270M and 1B shape), our server vs nginx (needs `apt-get install nginx`), the
-    LoRA overhead (base vs fused vs runtime), the web export settings, litert-torch's default vs lightweight
-    conversion (270M) and window-sized vs full local KV caches (270M and 1B, ekv 1280/4096, LiteRT-LM peak RSS next to
-    the catalog's estimate). `-- NAME` runs just one of them.
+    Runs llama.cpp vs our bundles (270M and 1B shape), every int4 recipe vs llama.cpp's Q4_0/Q4_K_M/Q8_0
+    (`int4_recipes`: 270M and 1B shape; it builds the recipes it lacks: hours on 2 cores), our server vs nginx
+    (needs `apt-get install nginx`), the LoRA overhead (base vs fused vs runtime), the web export settings,
+    litert-torch's default vs lightweight conversion (270M) and window-sized vs full local KV caches (270M and 1B,
+    ekv 1280/4096, LiteRT-LM peak RSS next to the catalog's estimate). `-- NAME` runs just one of them.
     """
-    chosen = set(session.posargs) or {"vs_llama_cpp", "serving", "lora_overhead", "web_export_settings",
-                                      "export_conversion", "kv_window"}
+    chosen = set(session.posargs) or {"vs_llama_cpp", "int4_recipes", "serving", "lora_overhead",
+                                      "web_export_settings", "export_conversion", "kv_window"}
     if "vs_llama_cpp" in chosen:
         bench_script(session, "vs_llama_cpp", "--models", "270m,1b", "--runs", "3")
+    if "int4_recipes" in chosen:
+        bench_script(session, "int4_recipes", "--models", "270m,1b", "--runs", "3")
     if "serving" in chosen:
         bench_script(session, "serving")
     if "lora_overhead" in chosen:

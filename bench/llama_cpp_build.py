@@ -32,8 +32,8 @@ from sdk_build.sources.checkpoint import default_cache_dir
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 DISKCACHE_VERSION = "5.6.3"  # llama_cpp/__init__ imports it (llama_cache.py); pure Python
-BUILD_TARGETS = ("llama-bench", "llama")
-BUILD_LAYOUT_VERSION = "1"  # bump when the cmake options or the cache layout change
+BUILD_TARGETS = ("llama-bench", "llama", "llama-quantize")  # llama-quantize: the K-quant GGUFs gguf-py cannot write
+BUILD_LAYOUT_VERSION = "2"  # bump when the cmake options or the cache layout change
 
 # /proc/cpuinfo flag -> ggml CMake option. Ordered as ggml's own CMakeLists lists them.
 CPU_FLAG_OPTIONS: tuple[tuple[str, str], ...] = (
@@ -85,6 +85,10 @@ class LlamaCppBuild:
     @property
     def llama_bench(self) -> Path:
         return self.bin_dir / "llama-bench"
+
+    @property
+    def llama_quantize(self) -> Path:
+        return self.bin_dir / "llama-quantize"
 
     @property
     def lib_dir(self) -> Path:
@@ -159,6 +163,7 @@ def ensure_llama_cpp(
 def _complete(build: LlamaCppBuild) -> bool:
     return (
         build.llama_bench.is_file()
+        and build.llama_quantize.is_file()
         and (build.lib_dir / "libllama.so").is_file()
         and (build.python_dir / "llama_cpp" / "llama_cpp.py").is_file()
         and (build.python_dir / "diskcache").is_dir()

@@ -52,6 +52,27 @@ def llama_cpp_argmax(
         return json.loads(response.read_text())["argmax"]
 
 
+def llama_cpp_log_likelihoods(
+    build: LlamaCppBuild, model: Path, segments: Sequence[tuple[Sequence[int], int]], threads: int = 1,
+    timeout_s: float = 3600,
+) -> list[list[float]]:
+    """For each (ids, start): llama.cpp's log-probability of ids[start:], each given the ids before it (perplexity)."""
+    if not segments:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        request, response = Path(tmp) / "request.json", Path(tmp) / "response.json"
+        longest = max(len(ids) for ids, _ in segments)
+        request.write_text(json.dumps({"model": str(model), "threads": threads, "n_ctx": longest,
+                                       "sequences": [list(ids) for ids, _ in segments],
+                                       "starts": [int(start) for _, start in segments]}))
+        done = subprocess.run([sys.executable, "-m", "bench.llama_cpp_logits", str(request), str(response)],
+                              check=False, env=_child_env(build), capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0 or not response.is_file():
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+            raise LlamaCppError(f"llama.cpp could not score {model.name}:\n{tail}")
+        return json.loads(response.read_text())["log_likelihoods"]
+
+
 def _child_env(build: LlamaCppBuild) -> dict[str, str]:
     """The bindings' environment, plus this checkout on PYTHONPATH so `-m bench...` resolves from any directory."""
     env = build.python_env()
@@ -60,7 +81,8 @@ def _child_env(build: LlamaCppBuild) -> dict[str, str]:
     return env
 
 
-def _score(request: dict) -> list[list[int]]:
+def _score(request: dict) -> dict[str, list]:
+    """argmax after every token, or (with `starts`) the log-probability of every token from its start on."""
     import numpy as np
     from llama_cpp import Llama
 
@@ -74,13 +96,22 @@ def _score(request: dict) -> list[list[int]]:
         logits_all=True,
         verbose=False,
     )
+    starts = request.get("starts")
     results = []
-    for tokens in request["sequences"]:
+    for index, tokens in enumerate(request["sequences"]):
         llm.reset()
         llm.eval(tokens)
-        results.append([int(i) for i in np.argmax(llm.scores[: len(tokens)], axis=1)])
+        logits = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)
+        if starts is None:
+            results.append([int(i) for i in np.argmax(logits, axis=1)])
+            continue
+        rows = np.arange(starts[index] - 1, len(tokens) - 1)
+        picked = logits[rows, np.asarray(tokens[starts[index]:])]
+        peak = logits[rows].max(axis=1)
+        log_norm = peak + np.log(np.exp(logits[rows] - peak[:, None]).sum(axis=1))
+        results.append((picked - log_norm).tolist())
     llm.close()
-    return results
+    return {"log_likelihoods" if starts is not None else "argmax": results}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 2:
         raise SystemExit("usage: python -m bench.llama_cpp_logits REQUEST.json RESPONSE.json")
     request = json.loads(Path(args[0]).read_text())
-    Path(args[1]).write_text(json.dumps({"argmax": _score(request)}))
+    Path(args[1]).write_text(json.dumps(_score(request)))
 
 
 if __name__ == "__main__":

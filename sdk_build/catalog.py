@@ -64,6 +64,10 @@ QUANTIZATION: dict[str, tuple[str, str, str]] = {
     Recipe.DYNAMIC_INT4_BLOCK32_ALL.value: ("int4", "block-32", "int4"),
     Recipe.DYNAMIC_INT4_BLOCK128_ALL.value: ("int4", "block-128", "int4"),
     Recipe.INT4_QAT.value: ("int4", "per-channel", "int4"),
+    # the algorithm recipes (issue 21): the algorithm changes the integers, not the layout; `recipe` names it
+    **{r.value: ("int4", "per-channel", "int8") for r in Recipe if r.value.startswith("dynamic_int4_channel")},
+    **{r.value: ("int4", "block-32", "int8") for r in Recipe if r.value.startswith("dynamic_int4_block32_")
+       and not r.value.endswith("_all")},
 }
 
 # What the browser needs for a web bundle (shared/FACTS.md): F16 runs where the adapter has `shader-f16`; without

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                        help="embedded:gemma3-270m (default), a local HF or MLX folder, FILE.gguf, hf:ORG/NAME[@REV], "
                        "modelscope:ORG/NAME[@REV], random:gemma3-1b")
-    build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe))
+    build.add_argument("--recipe", required=True, help="one of: " + ", ".join(r.value for r in Recipe)
+                       + "; or int4: the target's default int4 recipe (README \"Recipes\")")
     build.add_argument("--ekv", type=_positive_int, required=True, help="KV cache size in tokens")
     build.add_argument("--prefill", type=_positive_int, action="append",
                        help="prefill signature length (repeatable; default: those of 32 128 512 1280 that fit --ekv)")
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--precision", choices=["f16", "f32", "both"], default=None,
                         help="GPU activation precision; both (default) runs and reports F16 and F32 separately")
     verify.add_argument("--min-agreement", type=float, default=None, help="fail below this top-1 agreement (0-1)")
+    verify.add_argument("--perplexity-tokens", type=int, default=2048,
+                        help="held-out tokens scored for perplexity, bundle and fp32 (default 2048; 0: skip)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(verify)
 
@@ -223,6 +226,8 @@ def _print_report(report) -> None:
     print(f"{report.bundle} [{where}]: top-1 agreement {report.top1_agreement:.1%} (teacher-forced, "
           f"{sum(r.forced_positions for r in report.results)} positions over {len(report.results)} prompts); "
           f"free-running {report.free_running_agreement:.1%}")
+    if report.perplexity is not None:
+        print(f"{report.bundle} [{where}]: {report.perplexity.describe()}")
     for problem in report.problems:
         print(f"FAIL [{where}]: {problem}")
 
@@ -238,6 +243,7 @@ def run_verify(args: argparse.Namespace) -> int:
         new_tokens=args.tokens,
         prompts=tuple(args.prompt) if args.prompt else None,
         min_agreement=args.min_agreement,
+        perplexity_tokens=args.perplexity_tokens,
     )
     if args.json:
         data = [r.to_dict() for r in reports]

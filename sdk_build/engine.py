@@ -177,12 +177,30 @@ def greedy_failed(greedy: list[tuple[str, str]], expect_text: list[bool]) -> boo
     return any(error or (expected and not text) for (text, error), expected in zip(greedy, expect_text))
 
 
+def scored_texts(engine: OpenedEngine | Any, pieces: list[tuple[str, str]]) -> list[tuple[list[float], str]]:
+    """(log-likelihood per target token, error) for each (context, target): the context prefilled, the target
+    scored by LiteRT-LM (`run_text_scoring`), one session each (`sdk_build.perplexity`)."""
+    results = []
+    for context, target in pieces:
+        session = engine.create_session(apply_prompt_template=False)
+        try:
+            session.run_prefill([context])
+            responses = session.run_text_scoring([target])
+            results.append((list(responses.token_scores[0]) if responses.token_scores else [], ""))
+        except Exception as exc:  # the engine reports its failures as RuntimeError
+            results.append(([], f"{type(exc).__name__}: {exc}"))
+        finally:
+            session.close()
+    return results
+
+
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
     """Open the engine a request names and run its prompts: greedy continuations, then one token per context.
 
-    request: bundle, max_num_tokens, backend, precision, threads, cache_root, prompts, new_tokens, contexts.
-    The answer holds `greedy` and `forced` as [text, error] pairs, the engine's adapter line, and `error` (one line)
-    when the engine would not open.
+    request: bundle, max_num_tokens, backend, precision, threads, cache_root, prompts, new_tokens, contexts, and
+    optionally `scoring`: [context, target] pairs. The answer holds `greedy` and `forced` as [text, error] pairs,
+    `scores` as [log-likelihoods, error] pairs, the engine's adapter line, and `error` (one line) when the engine
+    would not open.
     """
     config = EngineConfig(request["backend"], request.get("precision"), int(request.get("threads", 2)))
     device = None
@@ -196,14 +214,17 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     try:
         engine = open_engine(Path(request["bundle"]), int(request["max_num_tokens"]), config, Path(request["cache_root"]))
     except EngineError as exc:
-        return {"error": str(exc), "greedy": [], "forced": [], "adapter": None, "device": device}
+        return {"error": str(exc), "greedy": [], "forced": [], "scores": [], "adapter": None, "device": device}
     try:
         greedy = greedy_texts(engine, list(request["prompts"]), int(request["new_tokens"]))
         broken = greedy_failed(greedy, list(request.get("expect_text") or [False] * len(greedy)))
         forced = greedy_texts(engine, list(request["contexts"]), 1) if not broken else []
+        scoring = [tuple(pair) for pair in request.get("scoring", [])]
+        scores = scored_texts(engine, scoring) if scoring and not broken else []  # type: ignore[arg-type]
     finally:
         engine.close()
-    return {"error": "", "greedy": greedy, "forced": forced, "adapter": engine.adapter, "device": device}
+    return {"error": "", "greedy": greedy, "forced": forced, "scores": scores, "adapter": engine.adapter,
+            "device": device}
 
 
 def main(argv: list[str] | None = None) -> int:

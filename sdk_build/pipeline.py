@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdk_build.bundle import LITERTLM_LAYOUT, START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
+from sdk_build.calibration import CalibrationSpec
 from sdk_build.disk_space import build_needs, check_space
 from sdk_build.errors import BuildError, file_system_errors
 from sdk_build.export import ExportOptions, export_facts, float_export_path
@@ -65,13 +66,16 @@ def _remove_leftovers(folder: Path) -> None:
         console.print(f"removed {markup_safe(path)} ({size / 2**20:.1f} MiB), left by a build that was killed")
 
 
-def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat, options: ExportOptions) -> str:
+def spec_fingerprint(checkpoint: Checkpoint, variant: VariantSpec, fmt: BundleFormat, options: ExportOptions,
+                     calibration: CalibrationSpec = CalibrationSpec()) -> str:
     data = {
         "checkpoint": checkpoint.fingerprint,
         "variant": {**variant.to_dict(), "formats": [fmt.value]},
         "export": options.identity(),
         "recipe": json.dumps(build_recipe(variant.recipe), sort_keys=True, default=str),
         "tools": tool_versions(),
+        # calibrated recipes (GPTQ, OSCAR) depend on their text too; the others' fingerprints stay as they were
+        **({"calibration": calibration.identity()} if variant.recipe.calibrated else {}),
     }
     if fmt is BundleFormat.LITERTLM:
         data["litertlm_layout"] = LITERTLM_LAYOUT  # what bundle.write_litertlm puts in the file besides the model
@@ -141,12 +145,14 @@ def build(
     export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
     lora: LoraSpec | None = None,
+    calibration: CalibrationSpec = CalibrationSpec(),
 ) -> BuildOutcome:
     """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
 
     `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`). Without
     `export_options`, the variant's target decides whether local layers get window-sized KV caches
-    (`sdk_build.kv_cache.window_kv_cache_default`).
+    (`sdk_build.kv_cache.window_kv_cache_default`). `calibration` is the
+    text calibrated recipes (GPTQ, OSCAR) run through the float model (`sdk_build.calibration`).
     """
     if lora is not None:
         from sdk_build.lora.build import build_with_lora
@@ -170,7 +176,7 @@ def build(
     _remove_leftovers(output_dir)
     manifest = load_manifest(output_dir)
     wanted = {
-        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options))
+        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options, calibration))
         for fmt in variant.formats
     }
     if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
@@ -193,7 +199,8 @@ def build(
     with file_system_errors(f"cannot write the bundles into {output_dir}"), work_dir(output_dir, ".build-") as workdir:
         quantized = workdir / f"{bundle_stem(checkpoint, variant)}.tflite"
         with status(f"quantize {variant.recipe.value}"):
-            quantize_tflite(float_path, variant.recipe, quantized)
+            quantize_tflite(float_path, variant.recipe, quantized, tokenizer=checkpoint.tokenizer_path,
+                            calibration=calibration)
         # what a GPU engine must fit in single buffers: `verify --backend gpu` and the lab check it against the adapter
         largest = [t.to_dict() for t in tensor_sizes(quantized.read_bytes())[:3]]
         for fmt, (name, fingerprint) in wanted.items():
@@ -224,6 +231,7 @@ def build(
                 created_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 extra={"tflite_bytes": quantized.stat().st_size, "export_options": export_options.identity(),
                        "gpu_buffer_limit": variant.buffer_limit, "largest_tensors": largest,
+                       **({"calibration": calibration.identity()} if variant.recipe.calibrated else {}),
                        **({"residual_scale": facts["residual_scale"]} if "residual_scale" in facts else {}),
                        # the catalog's memory estimate needs the shape, also for custom (tiny) models
                        "model_shape": dataclasses.asdict(checkpoint.shape)},

@@ -12,6 +12,28 @@ runtime quantize activations on the fly (XNNPACK int8/int4 kernels); activations
 | dynamic_int4_block32_all   | int4, blocks of 32           | int4, blocks of 32                |
 | dynamic_int4_block128_all  | int4, blocks of 128          | int4, blocks of 128               |
 | int4_qat                   | int4 per-channel             | int4 per-channel                  |
+| dynamic_int4_channel       | int4 per-channel             | int8 per-channel                  |
+| dynamic_int4_channel_octav | int4 per-channel, OCTAV      | int8 per-channel                  |
+| dynamic_int4_channel_mse   | int4 per-channel, MSE        | int8 per-channel                  |
+| dynamic_int4_channel_hadamard | int4 per-channel, decomposed Hadamard rotation | int8 per-channel (rotated) |
+| dynamic_int4_channel_gptq  | int4 per-channel, GPTQ       | int8 per-channel                  |
+| dynamic_int4_channel_oscar | int4 per-channel, OSCAR      | int8 per-channel                  |
+| dynamic_int4_block32_octav | int4 blocks of 32, OCTAV     | int8 per-channel                  |
+| dynamic_int4_block32_gptq  | int4 blocks of 32, GPTQ      | int8 per-channel                  |
+| dynamic_int4_block32_oscar | int4 blocks of 32, OSCAR     | int8 per-channel                  |
+
+The algorithms are ai-edge-quantizer 0.10.0's own (`algorithm_manager.AlgorithmName`), applied to the transformer's
+fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as before:
+- OCTAV: per channel or block, the clipping threshold that minimises the expected quantization error (no data).
+- MSE: the scale that minimises the weights' mean squared error (no data; not blockwise).
+- DECOMPOSED_HADAMARD_ROTATION: weights and activations multiplied by one random Hadamard matrix (ops added to the
+  graph), which spreads outliers before min-max rounding; it rotates the embedding lookup too.
+- GPTQ: rounds column by column, pushing each column's error onto the ones not yet rounded through the inverse
+  Hessian of the layer's inputs (calibration data; min-max scales).
+- OSCAR: per input channel, a scale balancing activation and weight ranges, folded into the weights, with a MUL op
+  on the activations added to the graph, then activation-weighted optimal clipping (calibration data).
+GPTQ and OSCAR calibrate on real text (`sdk_build.calibration`, `sdk_build.text_corpus`), which is part of the build
+fingerprint. Which of them is the default int4 and why: README "Recipes" (`sdk_build.spec.default_int4`).
 
 The block recipes keep the embedding at int8 because that reproduces Google's published 1B files (688 / 657 MiB;
 all-int4 gives 543 MiB, litert-torch's in-converter `dynamic_int4_block32`). `int4_qat` is meant for the QAT
@@ -26,6 +48,8 @@ import shutil
 from pathlib import Path
 
 from sdk_build.atomic import atomic_path
+from sdk_build.calibration import CalibrationSpec, calibrate
+from sdk_build.errors import BuildError
 from sdk_build.gpu.layout import EmbeddingStorage
 from sdk_build.spec import Recipe
 
@@ -41,6 +65,7 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
     table per consumer and per signature (5 int8 copies + 1 int4 copy: a 2 GB file).
     """
     from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName as A
 
     if recipe is Recipe.FP32:
         return None
@@ -51,6 +76,13 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         # the GPU layout's LM head parts (sdk_build/gpu/layout.py) are named after the module, not `logits`
         (".*lm_head.*", ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE),
     ]
+
+    def int4_with(gran: object, algorithm: str) -> list[tuple]:
+        """int4 everywhere by min-max, the fully connected weights by `algorithm`, then the int8 tied embedding."""
+        return [(".*", ops.ALL_SUPPORTED, 4, gran), (".*", ops.FULLY_CONNECTED, 4, gran, algorithm),
+                *int8_tied_embedding]
+
+    channel, block32 = granularity.CHANNELWISE, granularity.BLOCKWISE_32
     plan: dict[Recipe, list[tuple]] = {
         Recipe.DYNAMIC_INT8: [(".*", ops.ALL_SUPPORTED, 8, granularity.CHANNELWISE)],
         Recipe.DYNAMIC_INT4_BLOCK32: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_32), *int8_tied_embedding],
@@ -58,27 +90,59 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         Recipe.DYNAMIC_INT4_BLOCK32_ALL: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_32)],
         Recipe.DYNAMIC_INT4_BLOCK128_ALL: [(".*", ops.ALL_SUPPORTED, 4, granularity.BLOCKWISE_128)],
         Recipe.INT4_QAT: [(".*", ops.ALL_SUPPORTED, 4, granularity.CHANNELWISE)],
+        Recipe.DYNAMIC_INT4_CHANNEL: [(".*", ops.ALL_SUPPORTED, 4, channel), *int8_tied_embedding],
+        Recipe.DYNAMIC_INT4_CHANNEL_OCTAV: int4_with(channel, A.OCTAV),
+        Recipe.DYNAMIC_INT4_CHANNEL_MSE: int4_with(channel, A.MSE),
+        Recipe.DYNAMIC_INT4_CHANNEL_GPTQ: int4_with(channel, A.GPTQ),
+        Recipe.DYNAMIC_INT4_CHANNEL_OSCAR: int4_with(channel, A.OSCAR),
+        Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: int4_with(block32, A.OCTAV),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: int4_with(block32, A.GPTQ),
+        Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: int4_with(block32, A.OSCAR),
+        # The rotation must cover both users of the tied table alike (else the quantizer stores it twice).
+        Recipe.DYNAMIC_INT4_CHANNEL_HADAMARD: [
+            (".*", ops.ALL_SUPPORTED, 4, channel, A.DECOMPOSED_HADAMARD_ROTATION),
+            *[(regex, op, bits, gran, A.DECOMPOSED_HADAMARD_ROTATION) for regex, op, bits, gran in int8_tied_embedding],
+        ],
     }
     manager = recipe_manager.RecipeManager()
-    for regex, operation, bits, gran in plan[recipe]:
-        manager.add_dynamic_config(regex=regex, operation_name=operation, num_bits=bits, granularity=gran)
+    for regex, operation, bits, gran, *algorithm in plan[recipe]:
+        manager.add_dynamic_config(regex=regex, operation_name=operation, num_bits=bits, granularity=gran,
+                                   **({"algorithm_key": algorithm[0]} if algorithm else {}))
     return manager.get_quantization_recipe()
 
 
 def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
-    """How `recipe` stores the tied embedding table (the table above): what the GPU layout must fit per buffer."""
+    """How `recipe` stores the tied embedding table (the table above): what the GPU layout must fit per buffer.
+
+    Every recipe has its own entry (a new recipe without one fails here, not in a GPU build)."""
+    int8 = EmbeddingStorage(bits=8)
     return {
         Recipe.FP32: EmbeddingStorage(bits=32),
+        Recipe.DYNAMIC_INT8: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32: int8,
+        Recipe.DYNAMIC_INT4_BLOCK128: int8,
         Recipe.DYNAMIC_INT4_BLOCK32_ALL: EmbeddingStorage(bits=4, block=32),
         Recipe.DYNAMIC_INT4_BLOCK128_ALL: EmbeddingStorage(bits=4, block=128),
         Recipe.INT4_QAT: EmbeddingStorage(bits=4),
-    }.get(recipe, EmbeddingStorage(bits=8))
+        Recipe.DYNAMIC_INT4_CHANNEL: int8,
+        Recipe.DYNAMIC_INT4_CHANNEL_OCTAV: int8,
+        Recipe.DYNAMIC_INT4_CHANNEL_MSE: int8,
+        Recipe.DYNAMIC_INT4_CHANNEL_HADAMARD: int8,
+        Recipe.DYNAMIC_INT4_CHANNEL_GPTQ: int8,
+        Recipe.DYNAMIC_INT4_CHANNEL_OSCAR: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: int8,
+    }[recipe]
 
 
-def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path) -> Path:
+def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path, *, tokenizer: Path | None = None,
+                    calibration: CalibrationSpec | None = None) -> Path:
     """Write the `recipe`-quantized copy of `float_model` to `destination` (atomically).
 
-    The quantizer writes through a memory map; `mmap_guard` makes a full disk an OSError there instead of SIGBUS.
+    Calibrated recipes (`Recipe.calibrated`) run `calibration`'s text, tokenized by `tokenizer`, through the float
+    model first (`sdk_build.calibration`). The quantizer writes through a memory map; `mmap_guard` makes a full disk
+    an OSError there instead of SIGBUS.
     """
     from ai_edge_quantizer import quantizer
 
@@ -86,6 +150,11 @@ def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path) -> Pat
 
     mmap_guard.install()
     plan = build_recipe(recipe)
+    statistics = None
+    if plan is not None and recipe.calibrated:
+        if tokenizer is None:
+            raise BuildError(f"{recipe.value} calibrates on text: it needs the checkpoint's tokenizer")
+        statistics = calibrate(float_model, plan, tokenizer, calibration or CalibrationSpec())
     with atomic_path(destination) as tmp:
         if plan is None:
             shutil.copyfile(float_model, tmp)
@@ -93,7 +162,34 @@ def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path) -> Pat
             engine = quantizer.Quantizer(str(float_model))
             engine.load_quantization_recipe(plan)
             with contextlib.redirect_stdout(io.StringIO()):  # it prints a size summary per call
-                result = engine.quantize()
+                result = engine.quantize(statistics)
             tmp.unlink()
             result.export_model(str(tmp), overwrite=True)
+            check_packed(tmp, recipe)
     return destination
+
+
+_PACKED_BITS = {9: 8, 17: 4}  # TensorType INT8, INT4
+
+
+def check_packed(quantized: Path, recipe: Recipe) -> None:
+    """Fail when a weight tensor's bytes do not fit its integer type: an algorithm that returned no integers for a
+    weight leaves its float bytes under an int4/int8 type, which LiteRT reads as garbage without complaint."""
+    import math
+
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    model = tfl.read_model(tfl.get_model_content(Path(quantized)))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            bits = _PACKED_BITS.get(tensor.type)
+            data = model.buffers[tensor.buffer].data if tensor.buffer else None
+            if bits is None or data is None:
+                continue
+            expected = math.ceil(math.prod(int(d) for d in tensor.shape) * bits / 8)
+            if len(data) != expected:
+                raise BuildError(
+                    f"{recipe.value}: ai-edge-quantizer wrote {len(data):,} bytes for the int{bits} tensor "
+                    f"{tfl.get_tensor_name(tensor)} {list(tensor.shape)} (expected {expected:,}); the file would "
+                    "compute garbage, so it is not written"
+                )

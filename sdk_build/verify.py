@@ -17,10 +17,12 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from sdk_build import perplexity
 from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_failed, greedy_texts
 from sdk_build.engine import open_engine as engine_open
 from sdk_build.errors import VerifyError
 from sdk_build.manifest import BundleEntry, load_manifest
+from sdk_build.perplexity import Perplexity
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.sources.provenance import reference_description
 
@@ -89,6 +91,8 @@ class VerifyReport:
 
     reference: str = ""
     """What the fp32 reference was built from, e.g. "fp32 model from the dequantized Q4_K_M GGUF weights"."""
+    perplexity: Perplexity | None = None
+    """Held-out perplexity of the bundle and of the fp32 reference (`sdk_build.perplexity`); None when skipped."""
 
     @property
     def top1_agreement(self) -> float:
@@ -342,12 +346,13 @@ def verify_bundle(
     threads: int = 2,
     min_agreement: float | None = None,
     config: EngineConfig | None = None,
+    perplexity_tokens: int = perplexity.DEFAULT_TOKENS,
 ) -> VerifyReport:
     """Verify `bundle` on one engine (the CPU by default): see `verify_bundle_runs`. `prompts` None:
     `default_prompts`, i.e. the short ones and one longer than the model's sliding window."""
     config = config or EngineConfig(threads=threads)
     return verify_bundle_runs(bundle, [config], checkpoint_ref, cache_dir=cache_dir, new_tokens=new_tokens,
-                              prompts=prompts, min_agreement=min_agreement)[0]
+                              prompts=prompts, min_agreement=min_agreement, perplexity_tokens=perplexity_tokens)[0]
 
 
 def verify_bundle_runs(
@@ -359,8 +364,11 @@ def verify_bundle_runs(
     new_tokens: int = 16,
     prompts: tuple[str, ...] | None = None,
     min_agreement: float | None = None,
+    perplexity_tokens: int = perplexity.DEFAULT_TOKENS,
 ) -> list[VerifyReport]:
     """One report per engine config (CPU, GPU F16, GPU F32...), all against one fp32 reference pass.
+
+    `perplexity_tokens` held-out tokens are scored by the bundle and the reference (`sdk_build.perplexity`; 0: not).
 
     GPU runs are checked first (a Vulkan device, f16 where F16 is asked for, every tensor within the device's
     buffer limit): a run that cannot happen is refused with one line before anything is computed.
@@ -398,18 +406,27 @@ def verify_bundle_runs(
     cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
     model = load_torch_model(checkpoint, mask_cache_size=cache_len)
     plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
+    held_out = (perplexity.segments(tokenizer, tokens=perplexity_tokens,
+                                    segment_tokens=min(perplexity.SEGMENT_TOKENS, ekv // 2))
+                if perplexity_tokens else [])
+    reference_scores = perplexity.reference_log_likelihoods(model, held_out) if held_out else []
     del model  # the fp32 model is not needed while engines run (1B: 4 GB)
     reports = []
     for config in configs:
         if config.backend == "gpu":
-            produced, engine_adapter = run_plan_apart(bundle, ekv, config, cache_dir, plan)
+            produced, engine_adapter = run_plan_apart(bundle, ekv, config, cache_dir, plan, held_out)
         else:
             engine = open_engine(bundle, ekv, config.threads, config, cache_dir)
             try:
                 produced, engine_adapter = run_plan(engine, plan), None
+                if held_out and not any(e for _, e in produced["greedy"]):
+                    produced["scores"] = perplexity.engine_log_likelihoods(engine, held_out)
             finally:
                 engine.close()
         report = score(plan, produced, tokenizer, bundle.name, ref, min_agreement)
+        if held_out:
+            report.perplexity = perplexity.score(held_out, reference_scores, produced.get("scores") or
+                                                 [([], "not run: the bundle failed the greedy prompts")] * len(held_out))
         report.backend, report.precision = config.backend, config.precision
         if config.backend == "gpu":
             report.adapter = {"device": adapters[config.key], "engine": engine_adapter}
@@ -419,7 +436,7 @@ def verify_bundle_runs(
 
 
 def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path | None,
-                   plan: ReferencePlan) -> tuple[dict, str | None]:
+                   plan: ReferencePlan, held_out: Sequence = ()) -> tuple[dict, str | None]:
     """The bundle side in a child process (`python -m sdk_build.engine`): LiteRT-LM's GPU backend crashes in a
     process that has loaded TensorFlow, as the reference model's litert-torch does."""
     import json
@@ -431,7 +448,8 @@ def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path
 
     request = {"bundle": str(bundle.resolve()), "max_num_tokens": ekv, "backend": config.backend,
                "precision": config.precision, "threads": config.threads,
-               "cache_root": str(Path(cache_dir) if cache_dir else default_cache_dir()), **plan.engine_request()}
+               "cache_root": str(Path(cache_dir) if cache_dir else default_cache_dir()), **plan.engine_request(),
+               "scoring": [[s.context, s.target] for s in held_out]}
     with tempfile.TemporaryDirectory(prefix="gemma-edge-engine-") as work:
         request_path, result_path, log_path = (Path(work) / n for n in ("request.json", "result.json", "engine.log"))
         request_path.write_text(json.dumps(request))
@@ -446,7 +464,8 @@ def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path
         result = json.loads(result_path.read_text())
     if result["error"]:
         raise VerifyError(result["error"])
-    return {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]]}, result["adapter"]
+    return {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]],
+            "scores": [tuple(p) for p in result.get("scores", [])]}, result["adapter"]
 
 
 def _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement) -> VerifyReport:

@@ -93,6 +93,19 @@ def test_verify_on_the_gpu_in_f16_and_f32(gpu_tiny, gemma_edge_cache):
     assert not [n for n in cache_files if "cache" in n], f"engine caches beside the bundle: {cache_files}"
 
 
+def test_default_int4_runs_on_the_gpu_in_f16_and_f32(tmp_path, tiny_checkpoint_dir, gemma_edge_cache):
+    """The GPU targets' `int4` (GPTQ blocks of 32, calibrated on the GPU layout's own float graph) on the GPU engine."""
+    variant = make_variant("int4", TINY_EKV, TINY_PREFILL, formats=["task"], target="web-gpu",
+                           gpu_buffer_limit=16 * 2**10)
+    assert variant.recipe.value == "dynamic_int4_block32_gptq"
+    outcome = build(str(tiny_checkpoint_dir), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    reports = verify_bundle_runs(tmp_path / outcome.entries[0].file, GPU_RUNS, cache_dir=gemma_edge_cache,
+                                 new_tokens=8, prompts=PROMPTS, perplexity_tokens=0)
+    for report in reports:
+        assert report.passed, report.problems
+        assert report.top1_agreement >= 0.5
+
+
 def test_half_precision_really_overflows_and_the_f16_safe_export_fixes_it(hot_checkpoint, gemma_edge_cache, tmp_path):
     """F16 on this adapter is really half precision: a stream past 65504 breaks F16 and only F16. The GPU
     targets' export (residual stream scaled by a power of two, sdk_build/gpu/f16.py) runs the same model in F16."""

@@ -60,3 +60,14 @@ def test_the_first_command_a_user_types_is_a_valid_variant():
     """`sdk-build build --recipe dynamic_int8 --ekv 1024`: the default prefill set must fit the KV cache asked for."""
     assert make_variant("dynamic_int8", 1024).prefill_lengths == (32, 128, 512)
     assert make_variant("dynamic_int8", 4096).prefill_lengths == (32, 128, 512, 1280)
+
+
+def test_int4_alias_is_the_targets_default_recipe() -> None:
+    from sdk_build.spec import DEFAULT_INT4, Target, default_int4
+
+    for target in Target:
+        variant = make_variant(DEFAULT_INT4, 1024, [32], target=target.value)
+        assert variant.recipe is default_int4(target) and variant.recipe.int4
+    # the published files' recipes stay available by their own names
+    assert make_variant("dynamic_int4_block32", 1024, [32]).recipe is Recipe.DYNAMIC_INT4_BLOCK32
+    assert make_variant("dynamic_int4_block128", 1024, [32]).recipe is Recipe.DYNAMIC_INT4_BLOCK128

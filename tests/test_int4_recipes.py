@@ -1,0 +1,203 @@
+"""The algorithm recipes (issue 21) on the tiny model: each builds, runs in LiteRT-LM, stores its weights once and
+packed, and its fingerprint follows the algorithm and the calibration text; calibration and held-out text."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from sdk_build.calibration import (
+    CalibrationSpec,
+    WeightConsumers,
+    calibrated_signature,
+    share_statistics,
+    signature_inputs,
+    token_chunks,
+)
+from sdk_build.export import ExportOptions
+from sdk_build.manifest import load_manifest
+from sdk_build.pipeline import build, spec_fingerprint
+from sdk_build.quantize import embedding_storage
+from sdk_build.spec import BundleFormat, Recipe, make_variant
+from sdk_build.text_corpus import CALIBRATION, HELD_OUT, TextSet, prose_paragraphs
+from sdk_build.verify import verify_bundle
+from tests.conftest import TINY_EKV, TINY_PREFILL
+
+ALGORITHM_RECIPES = [r for r in Recipe if r.value.startswith("dynamic_int4_") and r.value.split("_")[-1] in
+                     {"octav", "mse", "hadamard", "gptq", "oscar"}]
+OTHER_TEXT = TextSet("python-whatsnew-3.11", ("whatsnew/3.11.rst.txt",))
+
+
+@pytest.fixture(scope="module")
+def recipe_bundles(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path,
+                   gemma_edge_cache: Path) -> Path:
+    """Every algorithm recipe plus its min-max counterpart, `.task` and `.litertlm`, from one float export."""
+    out = tmp_path_factory.mktemp("int4-recipes")
+    for recipe in [Recipe.DYNAMIC_INT4_CHANNEL, Recipe.DYNAMIC_INT4_BLOCK32, *ALGORITHM_RECIPES]:
+        variant = make_variant(recipe.value, TINY_EKV, TINY_PREFILL, formats=["task", "litertlm"])
+        build(str(tiny_checkpoint_dir), variant, out, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    return out
+
+
+@pytest.mark.parametrize("recipe", ALGORITHM_RECIPES, ids=lambda r: r.value)
+@pytest.mark.parametrize("fmt", ["task", "litertlm"])
+def test_recipe_builds_and_runs_in_litert_lm(recipe_bundles: Path, gemma_edge_cache: Path, recipe: Recipe,
+                                             fmt: str) -> None:
+    entry = next(e for e in load_manifest(recipe_bundles).bundles if e.quantization == recipe.value and e.format == fmt)
+    report = verify_bundle(recipe_bundles / entry.file, cache_dir=gemma_edge_cache, new_tokens=8, perplexity_tokens=256)
+    assert report.passed, report.problems
+    assert all(result.bundle_tokens for result in report.results)
+    assert report.perplexity is not None and report.perplexity.bundle is not None, report.perplexity
+    assert not report.perplexity.problems
+    # a random-weight model is near uniform: an int4 file that computes garbage lands far from the reference
+    assert 0.5 < report.perplexity.ratio < 2.0
+
+
+def test_algorithms_keep_each_weight_once_and_packed(recipe_bundles: Path) -> None:
+    """Same tensors as min-max, so the same file size: no weight copied per signature, none left unpacked (GPTQ's
+    statistics are shared across signatures; see sdk_build.calibration), and the int8 embedding kept."""
+    sizes = {e.quantization: e.extra["tflite_bytes"] for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
+    channel, block32 = sizes["dynamic_int4_channel"], sizes["dynamic_int4_block32"]
+    for recipe in ("dynamic_int4_channel_octav", "dynamic_int4_channel_mse", "dynamic_int4_channel_gptq"):
+        assert sizes[recipe] == channel, recipe
+    for recipe in ("dynamic_int4_block32_octav", "dynamic_int4_block32_gptq"):
+        assert sizes[recipe] == block32, recipe
+    # OSCAR adds one MUL and its per-channel scale per fully connected op; the rotation adds its ops
+    assert channel < sizes["dynamic_int4_channel_oscar"] < 1.2 * channel
+    assert channel < sizes["dynamic_int4_channel_hadamard"] < 1.5 * channel
+    entries = {e.quantization: e for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
+    assert entries["dynamic_int4_channel_gptq"].extra["calibration"]["text"]["package"] == "python3.11-doc"
+    assert "calibration" not in entries["dynamic_int4_channel_octav"].extra
+
+
+def test_fingerprint_changes_with_algorithm_and_calibration_text(tiny_checkpoint_dir: Path,
+                                                                 gemma_edge_cache: Path) -> None:
+    from sdk_build.sources import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(str(tiny_checkpoint_dir), gemma_edge_cache, allow_custom_shape=True)
+    options = ExportOptions()
+
+    def fingerprint(recipe: Recipe, calibration: CalibrationSpec = CalibrationSpec()) -> str:
+        variant = make_variant(recipe.value, TINY_EKV, TINY_PREFILL)
+        return spec_fingerprint(checkpoint, variant, BundleFormat.TASK, options, calibration)
+
+    by_recipe = {r: fingerprint(r) for r in [Recipe.DYNAMIC_INT4_CHANNEL, *ALGORITHM_RECIPES]}
+    assert len(set(by_recipe.values())) == len(by_recipe)
+    other = CalibrationSpec(text=OTHER_TEXT)
+    fewer = dataclasses.replace(CalibrationSpec(), chunks=4)
+    for recipe in (Recipe.DYNAMIC_INT4_CHANNEL_GPTQ, Recipe.DYNAMIC_INT4_BLOCK32_OSCAR):
+        assert len({fingerprint(recipe), fingerprint(recipe, other), fingerprint(recipe, fewer)}) == 3
+    assert fingerprint(Recipe.DYNAMIC_INT4_CHANNEL_OCTAV, other) == by_recipe[Recipe.DYNAMIC_INT4_CHANNEL_OCTAV]
+
+
+def test_other_calibration_text_rebuilds_with_other_weights(tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+                                                            tmp_path: Path) -> None:
+    variant = make_variant("dynamic_int4_channel_gptq", TINY_EKV, TINY_PREFILL)
+    first = build(str(tiny_checkpoint_dir), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    again = build(str(tiny_checkpoint_dir), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    other = build(str(tiny_checkpoint_dir), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True,
+                  calibration=CalibrationSpec(text=OTHER_TEXT))
+    assert not first.skipped and again.skipped and not other.skipped
+    assert other.entries[0].sha256 != first.entries[0].sha256
+    assert other.entries[0].extra["calibration"]["text"]["name"] == OTHER_TEXT.name
+
+
+def test_every_recipe_says_how_it_stores_the_embedding() -> None:
+    for recipe in Recipe:
+        storage = embedding_storage(recipe)
+        assert storage.bits in (4, 8, 32)
+    assert all(embedding_storage(r).bits == 8 for r in ALGORITHM_RECIPES)
+
+
+def test_calibration_and_held_out_text_share_no_document() -> None:
+    assert not set(CALIBRATION.files) & set(HELD_OUT.files)
+    calibration, held_out = set(CALIBRATION.paragraphs()), set(HELD_OUT.paragraphs())
+    assert len(calibration) > 300 and len(held_out) > 150
+    assert not calibration & held_out
+    assert CALIBRATION.fingerprint() != HELD_OUT.fingerprint()
+
+
+def test_prose_paragraphs_keep_running_text_only() -> None:
+    source = """Title
+=====
+
+This is a paragraph with :func:`sorted` and ``code`` and **bold** words in it, long enough.
+
+::
+
+    >>> print("code block")
+
+Here is an example of a thing that introduces code, as docs do::
+
+.. note:: a directive that is not prose at all but a long line anyway
+
+Another real paragraph follows here
+on two lines, with a `link <https://example.org>`_ inside it.
+"""
+    assert prose_paragraphs(source) == [
+        "This is a paragraph with sorted and code and bold words in it, long enough.",
+        "Another real paragraph follows here on two lines, with a link inside it.",
+    ]
+
+
+def test_missing_text_package_is_one_clear_line(tmp_path: Path) -> None:
+    from sdk_build.errors import BuildError
+
+    with pytest.raises(BuildError, match="apt-get install python3.11-doc"):
+        TextSet("gone", ("nothing.rst.txt",), root=tmp_path).text()
+
+
+def test_calibrated_signature_is_the_widest_within_the_limit() -> None:
+    shapes = {"prefill_32": 32, "prefill_128": 128, "prefill_512": 512, "decode": 1}
+    details = {name: {"tokens": {"shape": [1, n]}} for name, n in shapes.items()}
+    assert calibrated_signature(details, 128) == ("prefill_128", 128)
+    assert calibrated_signature(details, 600) == ("prefill_512", 512)
+    from sdk_build.errors import BuildError
+
+    with pytest.raises(BuildError, match="no prefill signature"):
+        calibrated_signature(details, 16)
+
+
+def test_calibration_inputs_are_real_text_from_an_empty_cache(tiny_checkpoint_dir: Path) -> None:
+    import numpy as np
+    import sentencepiece as spm
+
+    tokenizer_path = tiny_checkpoint_dir / "tokenizer.model"
+    chunks = token_chunks(tokenizer_path, CALIBRATION.text(), 32, 3)
+    tokenizer = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
+    assert [len(c) for c in chunks] == [32, 32, 32] and all(c[0] == tokenizer.bos_id() for c in chunks)
+    assert tokenizer.decode(chunks[0][1:]) in CALIBRATION.text()
+    details = {"tokens": {"shape": [1, 32], "dtype": np.int32}, "input_pos": {"shape": [32], "dtype": np.int32},
+               "mask": {"shape": [1, 1, 32, 64], "dtype": np.float32},
+               "kv_cache_k_0": {"shape": [1, 1, 64, 8], "dtype": np.float32}}
+    inputs = signature_inputs(details, chunks[0])
+    assert inputs["input_pos"].tolist() == list(range(32))
+    mask = inputs["mask"][0, 0]
+    assert (mask[5, :6] == 0).all() and (mask[5, 6:] < -1e30).all()
+    assert not inputs["kv_cache_k_0"].any()
+
+
+def test_weights_no_calibrated_signature_reads_get_plain_rounding() -> None:
+    import numpy as np
+
+    measured = {"hessian": np.ones((4, 4)), "num_samples": np.array(16)}
+    shared = share_statistics({"p128/a": measured}, [WeightConsumers(4, ["p32/a", "p128/a", "decode/a"]),
+                                                     WeightConsumers(3, ["decode/last"])])
+    assert shared["p32/a"] is measured and shared["decode/a"] is measured
+    assert (shared["decode/last"]["hessian"] == np.eye(3)).all()
+
+
+def test_held_out_segments_tokenize_as_in_the_whole_text(tiny_checkpoint_dir: Path) -> None:
+    import sentencepiece as spm
+
+    from sdk_build.perplexity import segments
+
+    tokenizer = spm.SentencePieceProcessor(model_file=str(tiny_checkpoint_dir / "tokenizer.model"))
+    pieces = segments(tokenizer, tokens=1000, segment_tokens=200)
+    assert sum(len(p.target_ids) for p in pieces) >= 1000
+    for piece in pieces:
+        assert piece.target.startswith(" ") and len(piece.target_ids) <= 201
+        assert list(piece.target_ids) == tokenizer.encode(piece.target)
+        assert piece.target.strip() in HELD_OUT.text()
