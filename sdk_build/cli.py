@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from sdk_build.pipeline import build
+    from sdk_build.compose import build
     from sdk_build.spec import make_variant
 
     variant = make_variant(
@@ -259,7 +259,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_build_defaults(args: argparse.Namespace) -> int:
     from sdk_build.bundle_set import load_bundle_set
-    from sdk_build.pipeline import build
+    from sdk_build.compose import build
     from sdk_build.verify import verify_bundle
 
     checkpoint, variants = load_bundle_set(args.file)

@@ -15,7 +15,6 @@ every prefill (`sdk_build.runtime_memory.RING_PLAN_TENSORS`), which on the real 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
 
 from sdk_build.architecture import ModelShape
 from sdk_build.spec import Target
@@ -28,23 +27,6 @@ BACKEND_KV_DTYPE = {"cpu": "float32", "gpu": "float16"}
 """The KV cache dtype each backend keeps. litert-torch exports float32 `kv_cache_*` tensors; the CPU (XNNPACK) keeps
 them so; GPU executors run in F16 by default (MediaPipe's web page falls back to F32 without `shader-f16`, so a web
 bundle's GPU figure is the F16 one and its F32 fallback equals the CPU figure)."""
-
-
-def window_kv_cache_default(
-    targets: Iterable[Target | str], shape: ModelShape, ekv: int, prefill_lengths: Sequence[int]
-) -> bool:
-    """Whether a file used by `targets` gets window-sized local KV caches unless the build says otherwise: all its
-    targets run them where verified, and the estimated KV cache + activations are smaller with them."""
-    from sdk_build.runtime_memory import activation_bytes
-
-    wanted = {Target(t) for t in targets}
-    if not wanted or not wanted <= WINDOW_KV_TARGETS:
-        return False
-    window, full = kv_layout(shape, ekv, True), kv_layout(shape, ekv, False)
-    if not window.window_kv_cache:
-        return False
-    cost = {layout: layout.bytes(shape) + activation_bytes(shape, ekv, prefill_lengths, layout) for layout in (window, full)}
-    return cost[window] < cost[full]
 
 
 def is_global_layer(shape: ModelShape, index: int) -> bool:

@@ -144,11 +144,11 @@ def run_matrix(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sdk_build.export import ExportOptions
-    from sdk_build.kv_cache import window_kv_cache_default
     from sdk_build.manifest import update_manifest
     from sdk_build.memory import available_bytes as read_available
-    from sdk_build.pipeline import build
+    from sdk_build.compose import build
     from sdk_build.progress import console
+    from sdk_build.runtime_memory import window_kv_cache_default
     from sdk_build.sources import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(checkpoint_ref, cache_dir, allow_custom_shape=allow_custom_shape)

@@ -114,3 +114,13 @@ def _init_random(model) -> None:
             else:
                 param.zero_()
     model.lm_head.weight = model.tok_embedding.weight  # keep the tie Gemma 3 has
+
+
+def forward_from_empty_cache(model, ids: list[int], cache_len: int) -> dict:
+    """One fp32 forward pass over `ids` from an empty KV cache of `cache_len` entries (verify's reference passes,
+    held-out perplexity)."""
+    import torch
+    from litert_torch.generative.layers import kv_cache as kv_utils
+
+    cache = kv_utils.KVCache.from_model_config(cache_len, model.config)
+    return model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)

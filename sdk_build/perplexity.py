@@ -93,7 +93,7 @@ def reference_log_likelihoods(model, pieces: Sequence[Segment]) -> list[list[flo
     """fp32 log-probabilities of each segment's target tokens (one forward pass per segment)."""
     import torch
 
-    from sdk_build.verify import _forward
+    from sdk_build.model_loader import forward_from_empty_cache as _forward
 
     longest = max(len(s.context_ids) + len(s.target_ids) for s in pieces)
     model.build_mask_cache(longest)

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sdk_build.bundle import LITERTLM_LAYOUT, START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
 from sdk_build.calibration import CalibrationSpec
@@ -34,7 +33,7 @@ from sdk_build.errors import BuildError, file_system_errors
 from sdk_build.export import ExportOptions, export_facts, float_export_path
 from sdk_build.gpu.buffers import tensor_sizes
 from sdk_build.gpu.layout import embedding_splits
-from sdk_build.kv_cache import kv_layout, window_kv_cache_default
+from sdk_build.kv_cache import kv_layout
 from sdk_build.leftovers import remove_leftovers, work_dir
 from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
 from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
@@ -42,14 +41,12 @@ from sdk_build.naming import bundle_filename, bundle_stem
 from sdk_build.preflight import check_build_inputs, check_writable_folder
 from sdk_build.progress import console, status
 from sdk_build.quantize import build_recipe, embedding_storage, quantize_tflite
+from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
 from sdk_build.sources.provenance import warn_requantization_once
 from sdk_build.spec import BundleFormat, VariantSpec
 from sdk_build.terminal import markup_safe
 from sdk_build.versions import tool_versions
-
-if TYPE_CHECKING:
-    from sdk_build.lora.spec import LoraSpec
 
 DEFAULT_OUTPUT = Path("bundles")
 
@@ -144,22 +141,15 @@ def build(
     force: bool = False,
     export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
-    lora: LoraSpec | None = None,
     calibration: CalibrationSpec = CalibrationSpec(),
 ) -> BuildOutcome:
     """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
 
-    `lora` applies a PEFT LoRA adapter, fused or for runtime loading (`sdk_build.lora.build`). Without
+    LoRA adapters are composed around this (`sdk_build.compose.build`, `sdk_build.lora.build`). Without
     `export_options`, the variant's target decides whether local layers get window-sized KV caches
-    (`sdk_build.kv_cache.window_kv_cache_default`). `calibration` is the
+    (`sdk_build.runtime_memory.window_kv_cache_default`). `calibration` is the
     text calibrated recipes (GPTQ, OSCAR) run through the float model (`sdk_build.calibration`).
     """
-    if lora is not None:
-        from sdk_build.lora.build import build_with_lora
-
-        return build_with_lora(checkpoint_ref, variant, output_dir, lora, cache_dir=cache_dir,
-                               allow_custom_shape=allow_custom_shape, force=force, export_options=export_options,
-                               checkpoint=checkpoint)
     started = time.monotonic()
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()

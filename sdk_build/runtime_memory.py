@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sdk_build.architecture import ModelShape
-from sdk_build.kv_cache import BACKEND_KV_DTYPE, KvLayout
+from sdk_build.kv_cache import BACKEND_KV_DTYPE, WINDOW_KV_TARGETS, KvLayout, kv_layout
+from sdk_build.spec import Target
 
 KV_CACHE_DTYPE = "float32"
 """The dtype of the catalog's top-level KV figure: what litert-torch exports and the CPU keeps (the upper bound)."""
@@ -200,3 +201,18 @@ def estimate(
         activations_bytes=activation_bytes(shape, ekv, prefill_lengths, layout),
         backends=tuple(sorted(set(backends))),
     )
+
+
+def window_kv_cache_default(
+    targets: Iterable[Target | str], shape: ModelShape, ekv: int, prefill_lengths: Sequence[int]
+) -> bool:
+    """Whether a file used by `targets` gets window-sized local KV caches unless the build says otherwise: all its
+    targets run them where verified, and the estimated KV cache + activations are smaller with them."""
+    wanted = {Target(t) for t in targets}
+    if not wanted or not wanted <= WINDOW_KV_TARGETS:
+        return False
+    window, full = kv_layout(shape, ekv, True), kv_layout(shape, ekv, False)
+    if not window.window_kv_cache:
+        return False
+    cost = {layout: layout.bytes(shape) + activation_bytes(shape, ekv, prefill_lengths, layout) for layout in (window, full)}
+    return cost[window] < cost[full]

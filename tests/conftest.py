@@ -35,14 +35,29 @@ def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path, gemma_edge_cache: Path) -> Path:
     """A folder with a tiny instruction-tuned int8 `.task` and `.litertlm` (ekv 256, prefill 32/128) and manifest.json.
 
-    Built with window-sized local KV caches (ring buffers in the graph: `sdk_build.window_cache`), so the tests that
-    run it in LiteRT-LM (verify, the server, pull) run the ring too; at this size the default would be full caches.
+    Full-length KV caches (the default at this size), so browsers' GPU runtimes, which have never run the ring,
+    load it too; `tiny_window_bundle_dir` is the same with window-sized local caches.
     """
-    from sdk_build.export import ExportOptions
     from sdk_build.pipeline import build
     from sdk_build.spec import make_variant
 
     out = tmp_path_factory.mktemp("tiny-bundles")
+    variant = make_variant("dynamic_int8", TINY_EKV, TINY_PREFILL, formats=["task", "litertlm"])
+    build(str(tiny_checkpoint_dir), variant, out, cache_dir=gemma_edge_cache, allow_custom_shape=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_window_bundle_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path, gemma_edge_cache: Path
+) -> Path:
+    """`tiny_bundle_dir` built with window-sized local KV caches (ring buffers in the graph: `sdk_build.window_cache`),
+    so verify runs the ring in LiteRT-LM on the CPU; at this size the default would be full caches."""
+    from sdk_build.export import ExportOptions
+    from sdk_build.pipeline import build
+    from sdk_build.spec import make_variant
+
+    out = tmp_path_factory.mktemp("tiny-window-bundles")
     variant = make_variant("dynamic_int8", TINY_EKV, TINY_PREFILL, formats=["task", "litertlm"])
     build(str(tiny_checkpoint_dir), variant, out, cache_dir=gemma_edge_cache, allow_custom_shape=True,
           export_options=ExportOptions(window_kv_cache=True))

@@ -37,10 +37,11 @@ from sdk_build.catalog import (
 )
 from sdk_build.errors import CatalogError
 from sdk_build.export import ExportOptions
-from sdk_build.kv_cache import kv_layout, window_kv_cache_default
+from sdk_build.kv_cache import kv_layout
 from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.matrix import load_matrix
 from sdk_build.naming import bundle_filename
+from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, VariantSpec
 
@@ -264,9 +265,13 @@ def test_270m_catalog_validates(validator: jsonschema.Draft202012Validator) -> N
     assert block32["memory"]["estimated_runtime_bytes"] < q8["memory"]["estimated_runtime_bytes"]
 
 
-def test_kv_cache_estimate_matches_the_tensors_of_a_real_bundle(tiny_bundle_dir: Path) -> None:
-    """The estimate's formula (float32, the token slots of each layer: window-sized for the local layer of this
-    android-cpu bundle) against the KV-cache inputs litert-torch exported."""
+@pytest.mark.parametrize("window", [True, False])
+def test_kv_cache_estimate_matches_the_tensors_of_a_real_bundle(
+    tiny_bundle_dir: Path, tiny_window_bundle_dir: Path, window: bool
+) -> None:
+    """The estimate's formula (float32, the token slots of each layer: window-sized for the local layer of the
+    window-cache bundle, ekv for every layer of the other) against the KV-cache inputs litert-torch exported."""
+    tiny_bundle_dir = tiny_window_bundle_dir if window else tiny_bundle_dir
     from ai_edge_litert.interpreter import Interpreter
 
     entry = next(e for e in load_manifest(tiny_bundle_dir).bundles if e.format == "task")
@@ -280,7 +285,7 @@ def test_kv_cache_estimate_matches_the_tensors_of_a_real_bundle(tiny_bundle_dir:
     catalog = build_catalog([entry])
     memory = catalog["bundles"][0]["memory"]
     assert memory["kv_cache_bytes"] == real
-    assert memory["kv_cache"]["window_sized_local_layers"] is True
+    assert memory["kv_cache"]["window_sized_local_layers"] is window
     assert memory["kv_cache"]["token_slots"] == sum(int(d["shape"].prod()) for n, d in kv_inputs.items()
                                                     if n.startswith("kv_cache_k_")) // 32  # head_dim 32, 1 KV head
     assert kv_layout(GEMMA3_1B, 1280, False).bytes(GEMMA3_1B) == 68_157_440

@@ -12,9 +12,9 @@ import pytest
 
 from sdk_build.errors import BuildError, SourceError
 from sdk_build.export import ExportOptions
-from sdk_build.kv_cache import window_kv_cache_default
 from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.pipeline import build
+from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import make_variant
 from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle
@@ -42,9 +42,11 @@ def test_tiny_bundles_are_whole_and_recorded(tiny_bundle_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["task", "litertlm"])
-def test_int8_bundle_agrees_with_fp32_reference(tiny_bundle_dir: Path, gemma_edge_cache: Path, fmt: str) -> None:
-    entry = next(e for e in load_manifest(tiny_bundle_dir).bundles if e.format == fmt)
-    report = verify_bundle(tiny_bundle_dir / entry.file, cache_dir=gemma_edge_cache, new_tokens=12)
+def test_int8_bundle_agrees_with_fp32_reference(
+    tiny_window_bundle_dir: Path, gemma_edge_cache: Path, fmt: str
+) -> None:
+    entry = next(e for e in load_manifest(tiny_window_bundle_dir).bundles if e.format == fmt)
+    report = verify_bundle(tiny_window_bundle_dir / entry.file, cache_dir=gemma_edge_cache, new_tokens=12)
     assert report.passed, report.problems
     assert report.top1_agreement >= 0.9
     assert all(result.bundle_tokens for result in report.results)

@@ -24,7 +24,7 @@ from sdk_build.lora.litert_lora import write_adapter_file
 from sdk_build.lora.spec import make_lora_spec
 from sdk_build.lora.synthetic import write_random_adapter
 from sdk_build.manifest import AdapterEntry, load_manifest, sha256_file, update_manifest_adapter
-from sdk_build.pipeline import build
+from sdk_build.compose import build
 from sdk_build.spec import make_variant
 
 MEDIAPIPE_REFUSAL = "LoRA is not supported for converted LLM models (.task format) yet"

@@ -17,8 +17,9 @@ import pytest
 from sdk_build.architecture import GEMMA3_1B, GEMMA3_270M
 from sdk_build.errors import SpecError
 from sdk_build.export import ExportOptions
-from sdk_build.kv_cache import kv_layout, window_kv_cache_default
+from sdk_build.kv_cache import kv_layout
 from sdk_build.manifest import load_manifest
+from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import Target
 
@@ -81,8 +82,9 @@ def test_ring_caches_give_the_logits_of_full_caches(tiny_checkpoint_dir: Path) -
     assert scale > 1.0 and worst < 1e-4 * scale, f"ring logits differ by {worst} (logits up to {scale})"
 
 
-def test_the_tiny_bundle_carries_window_sized_local_caches(tiny_bundle_dir: Path) -> None:
+def test_the_tiny_bundle_carries_window_sized_local_caches(tiny_window_bundle_dir: Path) -> None:
     """Built with window caches (conftest): the local layer's kv_cache inputs are the window long."""
+    tiny_bundle_dir = tiny_window_bundle_dir
     from ai_edge_litert.interpreter import Interpreter
 
     entry = next(e for e in load_manifest(tiny_bundle_dir).bundles if e.format == "task")

@@ -51,7 +51,7 @@ def build_with_lora(
     output_dir = Path(output_dir)
     base = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
     if export_options is None:  # fused weights export like the base model; runtime LoRA inputs need full caches
-        from sdk_build.kv_cache import window_kv_cache_default
+        from sdk_build.runtime_memory import window_kv_cache_default
 
         fused_window = lora.mode is LoraMode.FUSED and window_kv_cache_default(
             (variant.target,), base.shape, variant.ekv, variant.prefill_lengths)

@@ -91,7 +91,7 @@ def verify_lora_bundle(
     import sentencepiece as spm
 
     from sdk_build.model_loader import load_torch_model
-    from sdk_build.verify import _compare_all, open_engine
+    from sdk_build.verify.fidelity import compare_all, open_engine
 
     record = entry.lora or {}
     tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
@@ -120,7 +120,7 @@ def verify_lora_bundle(
     else:
         raise VerifyError(f"{bundle.name}: unknown LoRA mode {record.get('mode')!r} in manifest.json")
     try:
-        return _compare_all(
+        return compare_all(
             model, engine, tokenizer, bundle, entry.checkpoint["ref"], prompts, new_tokens, cache_len, min_agreement
         )
     finally:

@@ -1,14 +1,7 @@
-"""Stage 5: run a bundle on this CPU with LiteRT-LM and compare its greedy tokens with the fp32 PyTorch model.
+"""Fidelity primitives: the fp32 reference's passes, the bundle's, and how they are scored.
 
-The reference is the litert-torch decoder built from the same checkpoint in fp32, before conversion, so a
-disagreement measures exactly what conversion and quantization changed. Two figures are reported:
-- teacher-forced top-1 agreement (the headline): at every position of the reference's greedy continuation,
-  is the bundle's next token, given the reference prefix, the reference's argmax? One early divergence does
-  not drag down every later position, so this measures per-token fidelity, as llama.cpp-style evaluations do;
-- the free-running continuation of each, with the first position where they diverge. Both outputs go through the same
-SentencePiece decode -> encode before being compared, so a multi-token character split across stream chunks
-cannot count as a difference. A bundle fails outright when LiteRT-LM errors (e.g. an id of -1 from NaN logits)
-or generates nothing where the reference generates text.
+What `sdk-build verify` measures (the package's docstring says how it is reported); public so that LoRA
+verification (`sdk_build.lora.verify`) and `bench/` use the very same reference and scoring.
 """
 
 from __future__ import annotations
@@ -17,14 +10,11 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdk_build import perplexity
 from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_failed, greedy_texts
 from sdk_build.engine import open_engine as engine_open
 from sdk_build.errors import VerifyError
-from sdk_build.manifest import BundleEntry, load_manifest
+from sdk_build.model_loader import forward_from_empty_cache
 from sdk_build.perplexity import Perplexity
-from sdk_build.sources import resolve_checkpoint
-from sdk_build.sources.provenance import reference_description
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
@@ -116,13 +106,7 @@ class VerifyReport:
         }
 
 
-def _forward(model, ids: list[int], cache_len: int) -> dict:
-    """One fp32 forward pass over `ids` from an empty KV cache of `cache_len` entries."""
-    import torch
-    from litert_torch.generative.layers import kv_cache as kv_utils
-
-    cache = kv_utils.KVCache.from_model_config(cache_len, model.config)
-    return model(torch.tensor([ids]), torch.arange(len(ids), dtype=torch.int), cache)
+_forward = forward_from_empty_cache
 
 
 def reference_greedy(model, tokenizer, prompts: tuple[str, ...], new_tokens: int, cache_len: int) -> list[list[int]]:
@@ -308,167 +292,7 @@ def score(plan: ReferencePlan, produced: dict, tokenizer, bundle_name: str, ref:
     return report
 
 
-def gpu_adapter(bundle: Path, entry: BundleEntry | None, config: EngineConfig) -> dict:
-    """The Vulkan device a GPU run will use, after checking it can run the bundle at all (one-line refusals)."""
-    from sdk_build.gpu.buffers import TensorSize, largest_tensors, over_limit
-    from sdk_build.gpu.vulkan import VulkanUnavailable, engine_device, list_devices
-
-    try:
-        device = engine_device(list_devices())
-    except VulkanUnavailable as exc:
-        raise VerifyError(f"cannot verify on the GPU: {exc}") from exc
-    if config.precision == "f16" and not device.f16:
-        raise VerifyError(
-            f"{device.name} has no 16-bit float support (shaderFloat16 {device.shader_float16}, "
-            f"storageBuffer16BitAccess {device.storage_buffer_16bit}): an F16 run there would not be F16; "
-            "use --precision f32, or a device with f16 (lavapipe from bash scripts/setup.sh has it)"
-        )
-    recorded = (entry.extra.get("largest_tensors") if entry else None) or []
-    tensors = [TensorSize.from_dict(t) for t in recorded] or largest_tensors(bundle)
-    over = over_limit(tensors, device.max_storage_buffer_range)
-    if over:
-        raise VerifyError(
-            f"{bundle.name}: its {over[0].describe()} is larger than {device.name}'s storage-buffer limit of "
-            f"{device.max_storage_buffer_range:,} bytes ({device.max_storage_buffer_range / 2**20:,.0f} MiB), so no "
-            "GPU engine can upload it there; rebuild it for a GPU target (--target web-gpu or android-gpu, which "
-            "cut the embedding into blocks that fit: sdk_build/gpu/layout.py) or use a device with a larger limit"
-        )
-    return device.to_dict()
-
-
-def verify_bundle(
-    bundle: Path,
-    checkpoint_ref: str | None = None,
-    *,
-    cache_dir: Path | None = None,
-    new_tokens: int = 16,
-    prompts: tuple[str, ...] | None = None,
-    threads: int = 2,
-    min_agreement: float | None = None,
-    config: EngineConfig | None = None,
-    perplexity_tokens: int = perplexity.DEFAULT_TOKENS,
-) -> VerifyReport:
-    """Verify `bundle` on one engine (the CPU by default): see `verify_bundle_runs`. `prompts` None:
-    `default_prompts`, i.e. the short ones and one longer than the model's sliding window."""
-    config = config or EngineConfig(threads=threads)
-    return verify_bundle_runs(bundle, [config], checkpoint_ref, cache_dir=cache_dir, new_tokens=new_tokens,
-                              prompts=prompts, min_agreement=min_agreement, perplexity_tokens=perplexity_tokens)[0]
-
-
-def verify_bundle_runs(
-    bundle: Path,
-    configs: Sequence[EngineConfig],
-    checkpoint_ref: str | None = None,
-    *,
-    cache_dir: Path | None = None,
-    new_tokens: int = 16,
-    prompts: tuple[str, ...] | None = None,
-    min_agreement: float | None = None,
-    perplexity_tokens: int = perplexity.DEFAULT_TOKENS,
-) -> list[VerifyReport]:
-    """One report per engine config (CPU, GPU F16, GPU F32...), all against one fp32 reference pass.
-
-    `perplexity_tokens` held-out tokens are scored by the bundle and the reference (`sdk_build.perplexity`; 0: not).
-
-    GPU runs are checked first (a Vulkan device, f16 where F16 is asked for, every tensor within the device's
-    buffer limit): a run that cannot happen is refused with one line before anything is computed.
-    """
-    import sentencepiece as spm
-
-    from sdk_build.model_loader import load_torch_model
-
-    bundle = Path(bundle)
-    if not bundle.is_file():
-        raise VerifyError(f"no bundle at {bundle}")
-    entry = load_manifest(bundle.parent).find(bundle.name)
-    if entry is None and checkpoint_ref is None:
-        raise VerifyError(
-            f"{bundle.name} is not in {bundle.parent}/manifest.json; pass --checkpoint to say which checkpoint it came from"
-        )
-    adapters = {c.key: gpu_adapter(bundle, entry, c) for c in configs if c.backend == "gpu"}
-    ref = checkpoint_ref or entry.checkpoint["ref"]  # type: ignore[union-attr]
-    custom = entry is not None and entry.model == "gemma3-custom"
-    checkpoint = resolve_checkpoint(ref, cache_dir, allow_custom_shape=custom or checkpoint_ref is not None)
-    if entry is not None and entry.checkpoint["fingerprint"] != checkpoint.fingerprint:
-        raise VerifyError(f"{ref} has changed since {bundle.name} was built (fingerprint differs); rebuild it")
-    ekv = entry.ekv if entry else 1024
-    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
-    if prompts is None:
-        prompts = default_prompts(tokenizer, checkpoint.shape.sliding_window, ekv, new_tokens)
-    if entry is not None and entry.lora:
-        if any(c.backend != "cpu" for c in configs):
-            raise VerifyError(f"{bundle.name} carries a LoRA adapter: LiteRT-LM runs those on the CPU only")
-        from sdk_build.lora.verify import verify_lora_bundle
-
-        return [verify_lora_bundle(bundle, entry, checkpoint, cache_dir=cache_dir, new_tokens=new_tokens,
-                                   prompts=prompts, threads=c.threads, min_agreement=min_agreement) for c in configs]
-    # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
-    cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
-    model = load_torch_model(checkpoint, mask_cache_size=cache_len)
-    plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
-    held_out = (perplexity.segments(tokenizer, tokens=perplexity_tokens,
-                                    segment_tokens=min(perplexity.SEGMENT_TOKENS, ekv // 2))
-                if perplexity_tokens else [])
-    reference_scores = perplexity.reference_log_likelihoods(model, held_out) if held_out else []
-    del model  # the fp32 model is not needed while engines run (1B: 4 GB)
-    reports = []
-    for config in configs:
-        if config.backend == "gpu":
-            produced, engine_adapter = run_plan_apart(bundle, ekv, config, cache_dir, plan, held_out)
-        else:
-            engine = open_engine(bundle, ekv, config.threads, config, cache_dir)
-            try:
-                produced, engine_adapter = run_plan(engine, plan), None
-                if held_out and not any(e for _, e in produced["greedy"]):
-                    produced["scores"] = perplexity.engine_log_likelihoods(engine, held_out)
-            finally:
-                engine.close()
-        report = score(plan, produced, tokenizer, bundle.name, ref, min_agreement)
-        if held_out:
-            report.perplexity = perplexity.score(held_out, reference_scores, produced.get("scores") or
-                                                 [([], "not run: the bundle failed the greedy prompts")] * len(held_out))
-        report.backend, report.precision = config.backend, config.precision
-        if config.backend == "gpu":
-            report.adapter = {"device": adapters[config.key], "engine": engine_adapter}
-        report.reference = reference_description(checkpoint.source)
-        reports.append(report)
-    return reports
-
-
-def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path | None,
-                   plan: ReferencePlan, held_out: Sequence = ()) -> tuple[dict, str | None]:
-    """The bundle side in a child process (`python -m sdk_build.engine`): LiteRT-LM's GPU backend crashes in a
-    process that has loaded TensorFlow, as the reference model's litert-torch does."""
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
-    from sdk_build.sources import default_cache_dir
-
-    request = {"bundle": str(bundle.resolve()), "max_num_tokens": ekv, "backend": config.backend,
-               "precision": config.precision, "threads": config.threads,
-               "cache_root": str(Path(cache_dir) if cache_dir else default_cache_dir()), **plan.engine_request(),
-               "scoring": [[s.context, s.target] for s in held_out]}
-    with tempfile.TemporaryDirectory(prefix="gemma-edge-engine-") as work:
-        request_path, result_path, log_path = (Path(work) / n for n in ("request.json", "result.json", "engine.log"))
-        request_path.write_text(json.dumps(request))
-        with open(log_path, "w") as log:
-            code = subprocess.call([sys.executable, "-m", "sdk_build.engine", str(request_path), str(result_path)],
-                                   stdout=log, stderr=subprocess.STDOUT)
-        if code != 0 or not result_path.exists():
-            from sdk_build.engine import engine_reason
-
-            reason = engine_reason(log_path.read_text(errors="replace")) or f"exit status {code}"
-            raise VerifyError(f"LiteRT-LM crashed running {bundle.name} on {config.label}: {reason}")
-        result = json.loads(result_path.read_text())
-    if result["error"]:
-        raise VerifyError(result["error"])
-    return {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]],
-            "scores": [tuple(p) for p in result.get("scores", [])]}, result["adapter"]
-
-
-def _compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement) -> VerifyReport:
+def compare_all(model, engine, tokenizer, bundle, ref, prompts, new_tokens, cache_len, min_agreement) -> VerifyReport:
     """Reference and bundle side in one go, for callers that hold both (LoRA verification)."""
     plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
     return score(plan, run_plan(engine, plan), tokenizer, bundle.name, ref, min_agreement)
