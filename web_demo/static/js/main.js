@@ -14,7 +14,9 @@ const state = { gpu: null, bundles: [], model: null, loadedKey: null, loadMs: nu
 state.lora = loraState;
 window.__demo = state;
 
-function setState(s) { document.body.dataset.state = s; }
+// A fatal problem found before this script ran (runtime-check.js: the runtime is not installed) keeps the page in
+// its error state whatever this script's own start-up does.
+function setState(s) { document.body.dataset.state = document.body.dataset.fatal ? 'error' : s; }
 
 function showError(message) {
   const el = $('error');
@@ -296,7 +298,7 @@ async function main() {
     $('load-status').textContent = 'Stopping…';
   });
   // Send loads the selected bundle itself when needed, so chat is usable as soon as there is something to load.
-  const usable = state.gpu.supported && state.bundles.length > 0;
+  const usable = !document.body.dataset.fatal && state.gpu.supported && state.bundles.length > 0;
   $('load').disabled = !usable;
   $('send').disabled = $('prompt').disabled = !usable;
   if (usable) $('prompt').placeholder = 'Type a message (Enter sends, Shift+Enter for a new line)…';

@@ -9,6 +9,7 @@ function showFatal(message) {
   const el = document.getElementById('error');
   el.textContent = message;
   el.hidden = false;
+  document.body.dataset.fatal = 'runtime';  // sticky: main.js keeps the page in its error state
   document.body.dataset.state = 'error';
   for (const id of ['load', 'send', 'prompt']) {
     const control = document.getElementById(id);
