@@ -1,5 +1,0 @@
-import sys
-
-from sdk_build.cli import main
-
-sys.exit(main())

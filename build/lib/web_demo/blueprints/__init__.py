@@ -1,1 +1,0 @@
-"""Blueprints: `pages` (HTML + vendored runtime), `files` (bundle downloads), `api` (JSON)."""
