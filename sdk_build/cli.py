@@ -84,10 +84,20 @@ def _lora_spec(args: argparse.Namespace):  # -> LoraSpec | None
     return make_lora_spec(args.lora, args.lora_mode or "fused")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gemma-edge")
+    except PackageNotFoundError:  # a checkout run without installing it
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sdk_build.spec import BundleFormat, Recipe, Target
 
     parser = argparse.ArgumentParser(prog="sdk-build", description="Build Gemma 3 on-device bundles.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="build one variant (.task and/or .litertlm) into an output folder")
@@ -101,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="prefill signature length (repeatable; default: those of 32 128 512 1280 that fit --ekv)")
     build.add_argument("--format", action="append", choices=[f.value for f in BundleFormat],
                        help="bundle format (repeatable; default task)")
-    build.add_argument("--target", default=Target.ANDROID_CPU.value, choices=[t.value for t in Target])
+    build.add_argument("--target", default=Target.ANDROID_CPU.value, choices=[t.value for t in Target],
+                       help="device family the variant is for (default android-cpu); GPU targets get the GPU layout")
     build.add_argument("--output", type=Path, default=Path("bundles"), help="output folder (default bundles/)")
     build.add_argument("--name", help="output file stem (default: the naming of Google's litert-community/Gemma3-1B-IT files)")
     build.add_argument("--gpu-buffer-limit", type=_byte_size, default=None, metavar="BYTES",
@@ -115,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(build)
 
     verify = commands.add_parser("verify", help="run a bundle with LiteRT-LM and compare with the fp32 reference")
-    verify.add_argument("bundle", type=_existing_path)
+    verify.add_argument("bundle", type=_existing_path, help="the .task or .litertlm file (its manifest.json beside it)")
     verify.add_argument("--checkpoint", help="checkpoint the bundle came from (default: from manifest.json)")
     verify.add_argument("--tokens", type=_positive_int, default=16, help="greedy tokens per prompt (default 16)")
     verify.add_argument("--prompt", action="append", help="prompt (repeatable; default: four fixed prompts and one 88 tokens longer than the "
@@ -134,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults = commands.add_parser("build-defaults", help="build the default bundle set (sdk_build/defaults.toml)")
     defaults.add_argument("--file", type=_existing_path, default=None, help="a bundle-set TOML (default: built-in)")
-    defaults.add_argument("--output", type=Path, default=Path("bundles"))
+    defaults.add_argument("--output", type=Path, default=Path("bundles"), help="output folder (default bundles)")
     defaults.add_argument("--verify", action="store_true", help="verify each .task after building")
     _add_common(defaults)
 
@@ -142,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--matrix", type=_existing_path, default=None, help="matrix file (default: Gemma 3 1B set)")
     matrix.add_argument("--targets", nargs="+", choices=[t.value for t in Target], help="only these targets")
     matrix.add_argument("--checkpoint", default=None, help="overrides the matrix file's checkpoint")
-    matrix.add_argument("--output", type=Path, default=Path("bundles"))
+    matrix.add_argument("--output", type=Path, default=Path("bundles"), help="output folder (default bundles)")
     matrix.add_argument("--jobs", type=_positive_int, default=1, help="float exports to run at once (memory permitting)")
-    matrix.add_argument("--allow-custom-shape", action="store_true")
+    matrix.add_argument("--allow-custom-shape", action="store_true",
+                        help="accept a Gemma-3-shaped checkpoint of another size (tiny test models)")
     matrix.add_argument("--json", type=Path, default=None, help="also write the per-variant table as JSON here")
     _add_kv_cache(matrix)
     _add_lora(matrix)
@@ -171,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(pull)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny Gemma-3-shaped checkpoint (for smoke tests)")
-    tiny.add_argument("directory", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("directory", type=Path, help="folder to write the tiny checkpoint into")
+    tiny.add_argument("--seed", type=int, default=0, help="random seed of its weights (default 0)")
     return parser
 
 
