@@ -129,8 +129,11 @@ def bench(session: nox.Session) -> None:
     litert-torch's default vs lightweight conversion (270M) and window-sized vs full local KV caches (270M and 1B,
     ekv 1280/4096, LiteRT-LM peak RSS next to the catalog's estimate). `-- NAME` runs just one of them.
     """
-    chosen = set(session.posargs) or {"vs_llama_cpp", "int4_recipes", "serving", "lora_overhead",
-                                      "web_export_settings", "export_conversion", "kv_window"}
+    known = {"vs_llama_cpp", "int4_recipes", "serving", "lora_overhead", "web_export_settings", "export_conversion",
+             "kv_window"}
+    chosen = set(session.posargs) or known
+    if chosen - known:
+        session.error(f"unknown benchmark {sorted(chosen - known)}; choose from {sorted(known)}")
     if "vs_llama_cpp" in chosen:
         bench_script(session, "vs_llama_cpp", "--models", "270m,1b", "--runs", "3")
     if "int4_recipes" in chosen:

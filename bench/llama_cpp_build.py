@@ -7,7 +7,7 @@ side, driven through the sdist's own bindings, which match that very library) wi
 cache directory keyed by version and CPU flags. Later runs only check that the cache is whole.
 
 The CPU flags are chosen from /proc/cpuinfo rather than with GGML_NATIVE=ON: `-march=native` has produced binaries
-that die with "Illegal instruction" on these virtual machines, and baking in AVX-512 (as on the machine FACTS.md was
+that die with "Illegal instruction" on these virtual machines, and baking in AVX-512 (as on the machine the first measurements were
 written on) would crash on the AVX2-only CPUs other runs land on.
 """
 

@@ -1,4 +1,4 @@
-"""Stage 3: package a `.tflite` + tokenizer as a MediaPipe `.task` or a LiteRT-LM `.litertlm`.
+"""Bundle stage: package a `.tflite` + tokenizer as a MediaPipe `.task` or a LiteRT-LM `.litertlm`.
 
 `.task` goes through mediapipe's genai bundler (mediapipe<1: 1.x dropped it); `.litertlm` through
 litert-lm's builder. Both get Gemma's start/stop tokens and, for instruction-tuned checkpoints, its chat

@@ -70,7 +70,7 @@ QUANTIZATION: dict[str, tuple[str, str, str]] = {
        and not r.value.endswith("_all")},
 }
 
-# What the browser needs for a web bundle (shared/FACTS.md): F16 runs where the adapter has `shader-f16`; without
+# What the browser needs for a web bundle (docs/web_demo.md, "Precision"): F16 runs where the adapter has `shader-f16`; without
 # it F16 yields invalid tokens, so pages must load with MediaPipe's `forceF32: true`, which always works (slower).
 WEB_PRECISION = {
     "shader_f16": "optional",

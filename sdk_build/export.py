@@ -1,4 +1,4 @@
-"""Stage 2a: export the float (fp32) multi-signature `.tflite` with litert-torch, once per (ekv, prefill set).
+"""Export stage: export the float (fp32) multi-signature `.tflite` with litert-torch, once per (ekv, prefill set).
 
 Exporting is the expensive step (1B: about 5.5 min on 2 cores and 6 GB); quantizing the float file afterwards
 takes seconds. So every recipe of a (checkpoint, ekv, prefill lengths) shares one cached float export.

@@ -1,4 +1,4 @@
-"""Child-process entry point for the float export: `python -m sdk_build.export_worker REQUEST.json`.
+"""Child-process entry point for the float export: `python -m sdk_build.export_worker REQUEST.pkl`.
 
 The export is run in its own process so that the 4-6 GB litert-torch holds while converting is returned to
 the OS when it ends (the parent goes on quantizing and bundling), and so that its peak RSS can be measured

@@ -1,4 +1,5 @@
-"""Stage 2b: quantize the float `.tflite` with ai-edge-quantizer, one recipe at a time (seconds, ~3 GB for 1B).
+"""Quantize stage: quantize the float `.tflite` with ai-edge-quantizer, one recipe at a time (time and memory:
+docs/benchmarks.md, "Build memory").
 
 What each recipe does (also in README "Recipes"): dynamic quantization stores weights as integers and lets the
 runtime quantize activations on the fly (XNNPACK int8/int4 kernels); activations stay float in the file.

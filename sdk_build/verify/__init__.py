@@ -1,4 +1,4 @@
-"""Stage 5: run a bundle on this CPU with LiteRT-LM and compare its greedy tokens with the fp32 PyTorch model.
+"""Verify stage: run a bundle in LiteRT-LM (CPU, or its GPU engine) and compare its greedy tokens with the fp32 PyTorch model.
 
 The reference is the litert-torch decoder built from the same checkpoint in fp32, before conversion, so a
 disagreement measures exactly what conversion and quantization changed. Two figures are reported:
