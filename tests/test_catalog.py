@@ -229,9 +229,12 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
     q4_4096 = bundles["Gemma3-1B-IT_multi-prefill-seq_q4_block32_ekv4096.task"]["memory"]
     assert q4_4096["kv_cache"]["window_sized_local_layers"] is True and q4_4096["kv_cache"]["token_slots"] == 27_648
     assert q4_4096["kv_cache_bytes"] == 2 * 27_648 * 256 * 4 and set(q4_4096["backends"]) == {"cpu"}
+    # the CPU file is android-cpu's alone (the GPU target has its own, GPU-layout file): window-sized local caches;
+    # the GPU file keeps full caches, 3.2x the ekv1280 cache
     long_context = bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv4096.task"]
-    assert long_context["memory"]["kv_cache_bytes"] == 218_103_808  # 3.2x the ekv1280 cache
-    assert long_context["targets"] == ["android-cpu"]
+    assert long_context["memory"]["kv_cache_bytes"] == 2 * 27_648 * 256 * 4 and long_context["targets"] == ["android-cpu"]
+    gpu_context = bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv4096_gpu.task"]["memory"]
+    assert gpu_context["kv_cache"]["window_sized_local_layers"] is False and gpu_context["kv_cache_bytes"] == 218_103_808
     assert bundles["Gemma3-1B-IT_multi-prefill-seq_q8_ekv4096_gpu.task"]["targets"] == ["android-gpu"]
 
     for name in ("gemma3-1b-it-int8-web.task", "gemma3-1b-it-int4-web.task"):
