@@ -62,3 +62,18 @@ def tiny_window_bundle_dir(
     build(str(tiny_checkpoint_dir), variant, out, cache_dir=gemma_edge_cache, allow_custom_shape=True,
           export_options=ExportOptions(window_kv_cache=True))
     return out
+
+
+def import_mlx_convert():
+    """`mlx_lm.convert`, imported without its side effect on this process: mlx_lm.utils sets RLIMIT_NOFILE to
+    (2048, 4096) at import, which would leave every later test (the server's connection tests need thousands of
+    descriptors) under a hard limit a non-root process cannot raise again."""
+    import resource
+
+    real = resource.setrlimit
+    resource.setrlimit = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        from mlx_lm import convert
+    finally:
+        resource.setrlimit = real
+    return convert

@@ -28,7 +28,9 @@ def wide_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def mlx_convert(source: Path, output: Path, **options) -> Path:
     """mlx-lm's own converter (what made mlx-community's folders), bf16 like theirs."""
-    from mlx_lm import convert
+    from conftest import import_mlx_convert
+
+    convert = import_mlx_convert()
 
     if not (output / "config.json").exists():
         convert(str(source), mlx_path=str(output), dtype="bfloat16", **options)

@@ -26,7 +26,9 @@ def _q8_gguf(checkpoint_dir: Path, path: Path) -> Path:
 
 def _mlx_4bit(checkpoint_dir: Path, path: Path) -> Path:
     pytest.importorskip("mlx_lm")
-    from mlx_lm import convert
+    from conftest import import_mlx_convert
+
+    convert = import_mlx_convert()
 
     convert(str(checkpoint_dir), mlx_path=str(path), quantize=True, q_bits=4, q_group_size=64, dtype="bfloat16")
     return path
