@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_EKV, TINY_PREFILL
+
 from sdk_build.engine import EngineConfig
 from sdk_build.gpu.buffers import model_bytes, tensor_sizes
 from sdk_build.gpu.vulkan import list_devices
