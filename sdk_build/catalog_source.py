@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
-import json
 import os
 import posixpath
 import re
@@ -39,6 +38,7 @@ from typing import Any
 from sdk_build.catalog import CATALOG_NAME, CatalogBundle, parse_catalog
 from sdk_build.download import USER_AGENT, RemoteFile
 from sdk_build.errors import CatalogError, PullError, os_error_message
+from sdk_build.json_shape import decode_json
 from sdk_build.sources.reachability import unreachable
 from sdk_build.transfer_guard import OPENER, StallGuard, read_body
 
@@ -74,14 +74,7 @@ def decode_catalog(raw: bytes, where: str) -> Any:
     """The JSON document in `raw`, or a CatalogError saying in one line why it is not one."""
     if len(raw) > MAX_CATALOG_BYTES:
         raise CatalogError(f"{where} is larger than {MAX_CATALOG_BYTES // 2**20} MiB: not a catalog; refusing it")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{where} is not UTF-8 text (byte {exc.start}); point --from at a catalog") from None
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{where} is not valid JSON ({exc}); point --from at a catalog") from None
-    except RecursionError:
-        raise CatalogError(f"{where} is nested too deeply to be a catalog") from None
+    return decode_json(raw, where, "catalog", "point --from at a catalog", CatalogError)
 
 
 def _plain(url: str, schemes: tuple[str, ...]) -> Callable[[CatalogBundle], RemoteFile]:

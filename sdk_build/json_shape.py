@@ -9,9 +9,23 @@ instead of repeating them: `int`, `float`, `str`, `bool`, `list[T]`, `dict[str, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from typing import Any
+
+
+def decode_json(raw: bytes, where: str, kind: str, fix: str, error: type[Exception]) -> Any:
+    """`raw` parsed as JSON, or `error` with one line naming `where` and saying what to do (`fix`) when it is not
+    UTF-8, not JSON, or nested too deeply for the parser. `kind` names what the document should be ("catalog")."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{where} is not UTF-8 text (byte {exc.start}); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{where} is not valid JSON ({exc}); {fix}") from None
+    except RecursionError:
+        raise error(f"{where} is nested too deeply to be a {kind}; {fix}") from None
 
 
 class ShapeError(ValueError):

@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -52,7 +51,7 @@ from typing import Any
 from sdk_build.atomic import atomic_write_json
 from sdk_build.errors import ManifestError, os_error_message
 from sdk_build.file_names import plain_name_problem
-from sdk_build.json_shape import ShapeError, check_fields
+from sdk_build.json_shape import ShapeError, check_fields, decode_json
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".manifest.lock"
@@ -188,14 +187,7 @@ def parse_manifest(raw: bytes, path: Path) -> Manifest:
     fix = "fix it, or delete it and rebuild the bundles"
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB: not a manifest; {fix}")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path} is not UTF-8 text (byte {exc.start}); {fix}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON ({exc}); {fix}") from None
-    except RecursionError:
-        raise ManifestError(f"{path} is nested too deeply to be a manifest; {fix}") from None
+    data = decode_json(raw, str(path), "manifest", fix, ManifestError)
     if not isinstance(data, dict):
         raise ManifestError(f"{path} holds a JSON {type(data).__name__}, not a manifest object; {fix}")
     if data.get("schema_version") != SCHEMA_VERSION:
