@@ -22,9 +22,11 @@ class VendoredPackage:
     npm: str
     config_key: str
     """The app.config key holding the package's installed folder."""
-    marker: str
-    """A file that exists once the package is installed (checked before serving anything from it)."""
+    required: tuple[str, ...]
+    """Paths that exist once the package is installed (checked before serving anything from it)."""
     allowed: re.Pattern[str]
+    label: str = ""
+    """How messages name it (default: its npm name)."""
 
     def file(self, root: Path, path: str) -> Path | None:
         """The file to send for `path` under `root`, or None when the path is not one the page may load."""
@@ -38,16 +40,17 @@ NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 
 PACKAGES: tuple[VendoredPackage, ...] = (
     VendoredPackage(
-        name="tasks-genai", npm="@mediapipe/tasks-genai", config_key="VENDOR_DIR", marker="genai_bundle.mjs",
+        name="tasks-genai", npm="@mediapipe/tasks-genai", config_key="VENDOR_DIR", required=("genai_bundle.mjs", "wasm"),
         allowed=re.compile(r"genai_bundle\.mjs(\.map)?|wasm/[^/]+"),
+        label="the MediaPipe web runtime (@mediapipe/tasks-genai)",
     ),
     VendoredPackage(
-        name="litert-lm", npm="@litert-lm/core", config_key="LITERT_LM_DIR", marker="dist/index.js",
+        name="litert-lm", npm="@litert-lm/core", config_key="LITERT_LM_DIR", required=("dist/index.js",),
         allowed=re.compile(r"dist/([a-z_]+/)?[a-z_]+\.js|wasm/litertlm_wasm[a-z_]*\.(js|wasm)"),
     ),
     VendoredPackage(
         name="litertjs-wasm-utils", npm="@litertjs/wasm-utils", config_key="LITERTJS_WASM_UTILS_DIR",
-        marker="dist/index.js", allowed=re.compile(r"dist/index\.js"),
+        required=("dist/index.js",), allowed=re.compile(r"dist/index\.js"),
     ),
 )
 
