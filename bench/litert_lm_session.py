@@ -42,7 +42,6 @@ def session_sample(
     from sdk_build.sources.checkpoint import default_cache_dir
 
     cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())
-    cache.mkdir(parents=True, exist_ok=True)
     engine = Engine(
         str(bundle),
         backend=Backend.CPU(thread_count=threads),

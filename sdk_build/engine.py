@@ -74,9 +74,12 @@ class OpenedEngine:
 
 
 def engine_cache_dir(bundle: Path, config: EngineConfig, root: Path) -> Path:
-    """A cache folder for this bundle's bytes (name, size, mtime) on this backend and precision."""
+    """The cache folder (created) for this bundle's bytes (name, size, mtime) on this backend and precision:
+    LiteRT-LM's compiled programs and weight caches go here, never beside the bundle."""
     stat = Path(bundle).stat()
-    return Path(root) / "litert-lm" / f"{Path(bundle).name}-{stat.st_size}-{stat.st_mtime_ns}" / config.key
+    folder = Path(root) / "litert-lm" / f"{Path(bundle).name}-{stat.st_size}-{stat.st_mtime_ns}" / config.key
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def engine_model_path(bundle: Path, config: EngineConfig, root: Path) -> Path:
@@ -84,7 +87,6 @@ def engine_model_path(bundle: Path, config: EngineConfig, root: Path) -> Path:
     (`litert-lm benchmark` writes its XNNPACK cache beside the path it is given): the cache lands there, not in the
     folder users copy to a CDN."""
     folder = engine_cache_dir(bundle, config, root)
-    folder.mkdir(parents=True, exist_ok=True)
     link = folder / Path(bundle).name
     target = Path(bundle).resolve()
     if not (link.is_symlink() and link.resolve() == target):
@@ -133,7 +135,6 @@ def open_engine(bundle: Path, max_num_tokens: int, config: EngineConfig, cache_r
     else:
         backend, precision = Backend.CPU(thread_count=config.threads), None
     cache = engine_cache_dir(bundle, config, cache_root)
-    cache.mkdir(parents=True, exist_ok=True)
     engine = None
     with captured_stderr() as log:
         try:

@@ -51,8 +51,7 @@ def open_lora_engine(bundle: Path, ekv: int, threads: int, rank: int, adapter_pa
     from sdk_build.engine import EngineConfig, engine_cache_dir
     from sdk_build.sources.checkpoint import default_cache_dir
 
-    cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())
-    cache.mkdir(parents=True, exist_ok=True)  # not beside the bundle: that folder is what users publish
+    cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())  # not beside it
     try:
         engine = Engine(
             str(bundle),
