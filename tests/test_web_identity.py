@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def test_republishing_while_downloading_never_shows_a_file_without_its_entry(
 
     def builder() -> None:
         nonlocal published
-        while not stop.is_set() and published < 60:
+        while not stop.is_set():
             data = versions[published % 2]
             staged = folder / f".staged-{published}"
             staged.write_bytes(data)
@@ -121,12 +122,16 @@ def test_republishing_while_downloading_never_shows_a_file_without_its_entry(
             entry.sha256 = sha(data)
             publish_bundle(folder, staged, entry)
             published += 1
+            time.sleep(0.01)  # the builder must not starve the server of the GIL on a 2-core machine
 
     thread = threading.Thread(target=builder, daemon=True)
     thread.start()
     answers = 0
+    deadline = time.monotonic() + 120
     try:
-        while thread.is_alive() and answers < 400:
+        # Until both sides have done enough rounds to interleave (however the scheduler favours one of them).
+        while (answers < 40 or published < 10) and time.monotonic() < deadline:
+            assert thread.is_alive(), "the builder thread died"
             status, headers, body = get(server, f"/bundles/{NAME}")
             assert status == 200, body[:300]
             assert_identity_matches_body(status, headers, body)
