@@ -116,11 +116,12 @@ def test_conditional_answers_have_no_body(bundle_dir: tuple[Path, bytes]) -> Non
 
 
 def test_slow_reader_gets_every_byte(bundle_dir: tuple[Path, bytes]) -> None:
-    """A small receive window forces many partial sends (sendfile returns early, the channel resumes)."""
+    """A receive window far smaller than a send chunk forces many partial sends (sendfile returns early, the
+    channel resumes). (An 8 KiB window made loopback crawl at delayed-ACK pace: a minute for 5 MiB.)"""
     directory, data = bundle_dir
     with production_server(directory) as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(f"GET /bundles/{NAME} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         received = bytearray()
         while chunk := sock.recv(65536):
@@ -137,7 +138,7 @@ def test_a_file_that_shrinks_mid_send_ends_the_connection(bundle_dir: tuple[Path
     directory, _ = bundle_dir
     with production_server(directory) as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(f"GET /bundles/{NAME} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         first = sock.recv(4096)
         assert first.startswith(b"HTTP/1.1 200")
