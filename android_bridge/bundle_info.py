@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from android_bridge.push import sha256_file
-from sdk_build.naming import recipe_from_file_name
+from sdk_build.artifacts.naming import recipe_from_file_name
 
 
 @dataclasses.dataclass

@@ -32,8 +32,8 @@ from typing import Any
 
 from bench.common import print_table, ratio, write_results
 from bench.process_tree import MeasuredRun, run_measured
+from sdk_build.artifacts.naming import bundle_filename
 from sdk_build.matrix import DEFAULT_MATRIX, PlannedVariant, load_matrix
-from sdk_build.naming import bundle_filename
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.sources.checkpoint import Checkpoint, default_cache_dir
 from sdk_build.spec import BundleFormat, Recipe, Target
@@ -210,7 +210,7 @@ def run_ours(
 
 def bundle_main(argv: list[str]) -> int:
     """`python -m bench.build_cost _bundle TFLITE TOKENIZER OUT --it|--base`: mediapipe's bundler, as a child."""
-    from sdk_build.bundle import prompt_template, write_task
+    from sdk_build.convert.bundle import prompt_template, write_task
 
     tflite, tokenizer, out, kind = argv
     write_task(Path(tflite), Path(tokenizer), prompt_template(kind == "--it"), Path(out))

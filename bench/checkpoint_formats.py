@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from sdk_build.atomic import atomic_write_json
+from sdk_build.system.atomic import atomic_write_json
 
 RECIPE, EKV, PREFILL = "dynamic_int8", 512, (32, 128)
 MLX_GROUP_SIZE = 64

@@ -2,7 +2,7 @@
 
 Our bundles and the llama.cpp files must be made from the same numbers. A folder checkpoint (the embedded 270M, a
 local or hub one) already holds them as safetensors. A `random:` checkpoint holds none: its weights are drawn from a
-seed when litert-torch's decoder is built (`sdk_build.model_loader`), so they are taken from that very model here and
+seed when litert-torch's decoder is built (`sdk_build.convert.model_loader`), so they are taken from that very model here and
 mapped back to Hugging Face names (litert-torch fuses q/k/v into one projection; it is split again).
 """
 
@@ -67,7 +67,7 @@ def litert_to_hf(state: dict[str, np.ndarray], shape: ModelShape) -> dict[str, n
 
 
 def _from_litert_model(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     model = load_torch_model(checkpoint, mask_cache_size=32)  # the mask size does not change the drawn weights
     state = {

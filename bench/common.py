@@ -18,7 +18,7 @@ from rich.table import Table
 
 from device_tests.host_env import cpu_model
 from device_tests.record import utc_now
-from sdk_build.atomic import atomic_write_json
+from sdk_build.system.atomic import atomic_write_json
 
 DEFAULT_RESULTS_DIR = Path("reports/bench")
 

@@ -1,6 +1,6 @@
 """litert-torch's default conversion against its lightweight conversion, for the float export of one checkpoint.
 
-Each setting exports the same (checkpoint, ekv, prefill set) in its own child process (`sdk_build.export_worker`,
+Each setting exports the same (checkpoint, ekv, prefill set) in its own child process (`sdk_build.convert.export_worker`,
 as a build does) into an empty cache; then the two files are compared:
 - structure: signatures, operators, tensors and weight-buffer bytes must be equal; tensor names may differ
   (the lightweight route names weight constants `arith.constantN`);
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import print_table, ratio, write_results
-from sdk_build.export import ExportOptions
+from sdk_build.convert.export import ExportOptions
 from sdk_build.pipeline import ensure_float_export
 from sdk_build.sources import default_cache_dir, resolve_checkpoint
 from sdk_build.sources.checkpoint import Checkpoint

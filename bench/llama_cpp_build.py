@@ -27,8 +27,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from sdk_build.atomic import atomic_write_json
 from sdk_build.sources.checkpoint import default_cache_dir
+from sdk_build.system.atomic import atomic_write_json
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 DISKCACHE_VERSION = "5.6.3"  # llama_cpp/__init__ imports it (llama_cache.py); pure Python

@@ -54,9 +54,9 @@ class Built:
 
 def build_bundles(args: argparse.Namespace) -> tuple[dict[str, Built], Any]:
     """The three bundles (cached: unchanged inputs are not rebuilt) and the resolved checkpoint."""
+    from sdk_build.compose import build
     from sdk_build.lora.spec import make_lora_spec
     from sdk_build.lora.synthetic import write_random_adapter
-    from sdk_build.compose import build
     from sdk_build.sources import resolve_checkpoint
     from sdk_build.spec import make_variant
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.children import tree_pids
-from sdk_build.memory import proc_kib_field_bytes
+from sdk_build.system.memory import proc_kib_field_bytes
 
 SAMPLE_SECONDS = 0.25
 

@@ -2,7 +2,7 @@
 
 A matrix build quantizes in its own process and then starts the next float export in a child; whatever the build
 process keeps after quantizing sits beside that export. This prints the process's RSS before the quantization, its
-peak, what is still resident afterwards, and what `sdk_build.memory.release_freed_memory()` gives back.
+peak, what is still resident afterwards, and what `sdk_build.system.memory.release_freed_memory()` gives back.
 
     python -m bench.quantizer_memory --float ~/.cache/gemma-edge/exports/<270M export>_f32.tflite
 """
@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from bench.common import write_results
-from sdk_build.memory import own_peak_rss_bytes, release_freed_memory, rss_bytes
-from sdk_build.quantize import quantize_tflite
+from sdk_build.convert.quantize import quantize_tflite
 from sdk_build.spec import Recipe
+from sdk_build.system.memory import own_peak_rss_bytes, release_freed_memory, rss_bytes
 
 MIB = 2**20
 

@@ -1,9 +1,9 @@
 """`sdk-build verify` split across two machines: the fp32 reference here, the bundle on a GPU host that has only
-LiteRT-LM (`python -m sdk_build.engine`), the score here again.
+LiteRT-LM (`python -m sdk_build.verify.engine`), the score here again.
 
     python -m bench.remote_verify plan BUNDLE --out DIR [--precision f16 --precision f32]
         writes DIR/plan.json (the reference) and DIR/request-<backend>.json per engine run, paths relative to DIR
-    (on the GPU host)  python3 -m sdk_build.engine DIR/request-gpu-f16.json DIR/result-gpu-f16.json
+    (on the GPU host)  python3 -m sdk_build.verify.engine DIR/request-gpu-f16.json DIR/result-gpu-f16.json
     python -m bench.remote_verify score BUNDLE DIR
         reads DIR/result-*.json and prints what `sdk-build verify` prints, one report per run
 
@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from sdk_build.artifacts.manifest import load_manifest
 from sdk_build.cli import _print_report
-from sdk_build.engine import EngineConfig
-from sdk_build.manifest import load_manifest
 from sdk_build.verify import DEFAULT_PROMPTS, ReferencePlan, reference_plan, score
+from sdk_build.verify.engine import EngineConfig
 
 
 def _checkpoint_and_tokenizer(bundle: Path):
@@ -35,7 +35,7 @@ def _checkpoint_and_tokenizer(bundle: Path):
 
 
 def write_plan(bundle: Path, out: Path, precisions: list[str], new_tokens: int) -> None:
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     entry, checkpoint, tokenizer = _checkpoint_and_tokenizer(bundle)
     cache_len = min(entry.ekv, max(len(tokenizer.encode(p)) for p in DEFAULT_PROMPTS) + new_tokens + 2)

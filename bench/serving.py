@@ -36,7 +36,7 @@ from bench.common import DEFAULT_RESULTS_DIR, median, print_table, ratio, write_
 from bench.curl_download import curl_download, find_curl
 from bench.http_download import DownloadBuffer, Transfer, download
 from bench.nginx_server import NginxMissing, find_nginx, nginx_version, running_nginx
-from sdk_build.manifest import BundleEntry, sha256_file, update_manifest
+from sdk_build.artifacts.manifest import BundleEntry, sha256_file, update_manifest
 
 MIB = 2**20
 GIB = 2**30

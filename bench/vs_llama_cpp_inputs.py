@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.gguf_writer import GgufType, write_gguf
 from bench.llama_cpp_build import LlamaCppBuild
 from bench.vs_llama_cpp_plan import LLAMA_QUANTIZE_TYPES, PYPI_GGUF, ModelPlan
-from sdk_build.manifest import BundleEntry, load_manifest
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest
 from sdk_build.sources.checkpoint import Checkpoint
 
 
@@ -104,7 +104,7 @@ def quantized_gguf_name(checkpoint: Checkpoint, kind: str) -> str:
 
 def llama_quantize(build: LlamaCppBuild, source: Path, output: Path, kind: str) -> Path:
     """`llama-quantize SOURCE OUTPUT KIND` (llama.cpp's own mix of tensor types for KIND), atomically."""
-    from sdk_build.atomic import atomic_path
+    from sdk_build.system.atomic import atomic_path
 
     with atomic_path(output) as tmp:
         done = subprocess.run([str(build.llama_quantize), str(source), str(tmp), kind], check=False,
@@ -120,8 +120,8 @@ def ensure_ggufs(directory: Path, checkpoint: Checkpoint, plan: ModelPlan,
     """The plan's GGUF files, writing the missing ones from the checkpoint's fp32 weights (loaded once); K-quants
     (`LLAMA_QUANTIZE_TYPES`) are made from the F32 GGUF by `build`'s llama-quantize."""
     from bench.checkpoint_tensors import checkpoint_tensors
-    from sdk_build.progress import track
     from sdk_build.sources.embedded import EMBEDDED_MODELS, gguf_path
+    from sdk_build.system.progress import track
 
     template = gguf_path("gemma3-270m")  # tokenizer + metadata donor for every Gemma 3 size (same vocabulary)
     inputs, missing = [], []

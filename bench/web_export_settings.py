@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.common import print_table, ratio, write_results
 from device_tests.runners.web_server import serve_bundles
-from sdk_build.export import ExportOptions
+from sdk_build.convert.export import ExportOptions
 from sdk_build.pipeline import build
 from sdk_build.spec import make_variant
 
@@ -41,7 +41,7 @@ def checkpoint_ref(value: str, work: Path) -> tuple[str, bool]:
     """`tiny` makes the tiny Gemma-3-shaped test model under `work`; anything else is an sdk-build reference."""
     if value != TINY:
         return value, False
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     directory = work / "tiny-checkpoint"
     if not (directory / "config.json").exists():

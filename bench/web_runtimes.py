@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.common import print_table, write_results
 from device_tests.runners.web_server import serve_bundles
-from sdk_build.manifest import BundleEntry, load_manifest
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.verify import compare, reference_greedy
 
@@ -99,7 +99,7 @@ def cpu_text(path: Path, fmt: str, prompt: str, new_tokens: int, ekv: int) -> st
 
 def fp32_continuation(entry: BundleEntry, tokenizer: Any, prompt: str, new_tokens: int) -> str:
     """The fp32 litert-torch model's greedy continuation of `prompt` (sdk_build.verify's reference)."""
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     checkpoint = resolve_checkpoint(entry.checkpoint["ref"], allow_custom_shape=True)
     cache_len = len(tokenizer.encode(prompt)) + new_tokens + 2

@@ -30,8 +30,8 @@ def parse_selectors(selectors: Sequence[str]) -> dict[str, set[str]]:
 
 def select_bundles(bundles_dir: Path, selectors: Sequence[str] = (), formats: Sequence[str] = ()) -> list[BundleInfo]:
     """Bundles of the manifest in `bundles_dir` that pass every selector (and are one of `formats`, if given)."""
+    from sdk_build.artifacts.manifest import load_manifest
     from sdk_build.errors import BuildError
-    from sdk_build.manifest import load_manifest
 
     bundles_dir = Path(bundles_dir)
     if not bundles_dir.is_dir():

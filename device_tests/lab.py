@@ -8,8 +8,8 @@ unstable, unsupported), 1 on a regression (fail), 2 when a runner errored or the
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence

@@ -160,7 +160,7 @@ def pack(bundles: list[Path], out_dir: Path, seed: int = 0) -> list[dict]:
     """Write `out_dir/weightless.xz` (what lies outside the regenerated regions, of every bundle, as one solid lzma
     stream: bundles share their tokenizer) and `out_dir/weightless.json`, and each regenerated bundle under
     `out_dir/regenerated/` (what the lab host will rebuild: run it here too). Returns the descriptions."""
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.manifest import load_manifest
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "regenerated").mkdir(exist_ok=True)
@@ -199,7 +199,7 @@ def pack(bundles: list[Path], out_dir: Path, seed: int = 0) -> list[dict]:
 def unpack(pack_dir: Path, bundles_dir: Path) -> list[Path]:
     """Rebuild every packed bundle of `pack_dir` into `bundles_dir`, check each sha256, and record it in the
     folder's manifest.json (the lab's input)."""
-    from sdk_build.manifest import BundleEntry, update_manifest
+    from sdk_build.artifacts.manifest import BundleEntry, update_manifest
 
     bundles_dir.mkdir(parents=True, exist_ok=True)
     descriptions = json.loads((Path(pack_dir) / INDEX).read_text())

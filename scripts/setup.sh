@@ -29,7 +29,7 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v adb >/dev/null 2>&1 || need_apt+=(adb)
 # Real English text for the calibrated int4 recipes (GPTQ, OSCAR) and verify's held-out perplexity
-# (sdk_build/text_corpus.py): the Python 3.11 documentation's sources, PSF License.
+# (sdk_build/convert/text_corpus.py): the Python 3.11 documentation's sources, PSF License.
 [ -d /usr/share/doc/python3.11/html/_sources ] || need_apt+=(python3.11-doc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

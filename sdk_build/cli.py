@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sdk_build.errors import BuildError, find_os_error, os_error_message
 from sdk_build.sources.resolve import DEFAULT_CHECKPOINT
-from sdk_build.terminal import printable
+from sdk_build.system.terminal import printable
 
 
 def _existing_path(value: str) -> Path:
@@ -68,7 +68,7 @@ def _add_kv_cache(parser: argparse.ArgumentParser) -> None:
 
 
 def _export_options(args: argparse.Namespace):  # -> ExportOptions | None
-    from sdk_build.export import ExportOptions
+    from sdk_build.convert.export import ExportOptions
 
     return None if args.kv_cache is None else ExportOptions(window_kv_cache=args.kv_cache == "window")
 
@@ -209,7 +209,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _engine_configs(args: argparse.Namespace) -> list:
-    from sdk_build.engine import EngineConfig
+    from sdk_build.verify.engine import EngineConfig
 
     if args.backend == "cpu":
         if args.precision is not None:
@@ -317,15 +317,15 @@ def run_matrix(args: argparse.Namespace) -> int:
             print(f"  FAILED: {outcome.error}")
     print(f"total {sum(o.seconds for o in outcomes):.1f} s over {len(outcomes)} variants")
     if args.json:
-        from sdk_build.atomic import atomic_write_json
+        from sdk_build.system.atomic import atomic_write_json
 
         atomic_write_json(args.json, rows)
     return 1 if any(o.error for o in outcomes) else 0
 
 
 def run_catalog(args: argparse.Namespace) -> int:
-    from sdk_build.catalog import build_catalog, write_catalog
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.catalog import build_catalog, write_catalog
+    from sdk_build.artifacts.manifest import load_manifest
 
     if args.output == "-":
         print(json.dumps(build_catalog(load_manifest(args.bundles).bundles), indent=2))
@@ -342,8 +342,8 @@ def run_catalog(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from sdk_build.catalog import Selection
-    from sdk_build.pull import plan, pull
+    from sdk_build.artifacts.catalog import Selection
+    from sdk_build.distribute.pull import plan, pull
 
     selection = Selection(target=args.target, quantization=args.quantization, ekv=args.ekv, format=args.format,
                           model=args.model, file=args.file)
@@ -372,7 +372,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_make_tiny(args: argparse.Namespace) -> int:
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     print(make_tiny_checkpoint(args.directory, seed=args.seed))
     return 0
@@ -402,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_error(message: str, details: str = "") -> None:
-    """The one line a failure prints (text from outside made harmless: sdk_build.terminal), then any details."""
+    """The one line a failure prints (text from outside made harmless: sdk_build.system.terminal), then any details."""
     print(f"sdk-build: error: {printable(message)}", file=sys.stderr)
     for line in details.splitlines():
         print(f"  {printable(line)}", file=sys.stderr)

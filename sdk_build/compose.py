@@ -14,7 +14,7 @@ from sdk_build.pipeline import DEFAULT_OUTPUT, BuildOutcome
 from sdk_build.pipeline import build as build_plain
 
 if TYPE_CHECKING:
-    from sdk_build.export import ExportOptions
+    from sdk_build.convert.export import ExportOptions
     from sdk_build.lora.spec import LoraSpec
     from sdk_build.sources import Checkpoint
     from sdk_build.spec import VariantSpec

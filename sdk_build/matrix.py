@@ -139,17 +139,17 @@ def run_matrix(
 
     `lora` applies one LoRA adapter to every variant (fused or runtime, see `sdk_build.lora.build`).
     `window_kv_cache` None: each file gets window-sized local KV caches when all its targets take them
-    (`sdk_build.kv_cache.window_kv_cache_default`); True/False: every file.
+    (`sdk_build.convert.kv_cache.window_kv_cache_default`); True/False: every file.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sdk_build.export import ExportOptions
-    from sdk_build.manifest import update_manifest
-    from sdk_build.memory import available_bytes as read_available
+    from sdk_build.artifacts.manifest import update_manifest
+    from sdk_build.artifacts.runtime_memory import window_kv_cache_default
     from sdk_build.compose import build
-    from sdk_build.progress import console
-    from sdk_build.runtime_memory import window_kv_cache_default
+    from sdk_build.convert.export import ExportOptions
     from sdk_build.sources import resolve_checkpoint
+    from sdk_build.system.memory import available_bytes as read_available
+    from sdk_build.system.progress import console
 
     checkpoint = resolve_checkpoint(checkpoint_ref, cache_dir, allow_custom_shape=allow_custom_shape)
     plan = matrix.plan(only)

@@ -1,16 +1,16 @@
 """`build()`: checkpoint reference + variant spec -> bundles in an output folder, recorded in its manifest.
 
-Stages: resolve the checkpoint, check everything that can be checked in seconds (sdk_build/preflight.py: the
+Stages: resolve the checkpoint, check everything that can be checked in seconds (sdk_build/system/preflight.py: the
 folders, the tokenizer, the weights' shapes, ekv against the model, the disk space each file system needs), export
 the float `.tflite` (cached per checkpoint/ekv/prefill set, in a child process so its ~6 GB for 1B is returned to
 the OS and measured), quantize per recipe, bundle per format, hash, and publish: each bundle takes its final name
-and its `manifest.json` entry in one step under the manifest lock (sdk_build/manifest.py), so no reader sees one
+and its `manifest.json` entry in one step under the manifest lock (sdk_build/artifacts/manifest.py), so no reader sees one
 without the other. A bundle whose manifest entry has the same spec fingerprint and whose file is whole is not
-rebuilt. Bundles are reproducible (sdk_build/reproducible.py): the same inputs give the same bytes, and the entry
+rebuilt. Bundles are reproducible (sdk_build/system/reproducible.py): the same inputs give the same bytes, and the entry
 says so (`reproducible: true`).
 
 Work happens in hidden folders that are locked while in use (`.build-*` beside the output, `.export-*` beside the
-cache); a build first removes those a killed run left behind (sdk_build/leftovers.py).
+cache); a build first removes those a killed run left behind (sdk_build/system/leftovers.py).
 """
 
 from __future__ import annotations
@@ -26,27 +26,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from sdk_build.bundle import LITERTLM_LAYOUT, START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
-from sdk_build.calibration import CalibrationSpec
-from sdk_build.disk_space import build_needs, check_space
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
+from sdk_build.artifacts.naming import bundle_filename, bundle_stem
+from sdk_build.artifacts.runtime_memory import window_kv_cache_default
+from sdk_build.artifacts.versions import tool_versions
+from sdk_build.convert.bundle import LITERTLM_LAYOUT, START_TOKEN, STOP_TOKENS, prompt_template, write_bundle
+from sdk_build.convert.calibration import CalibrationSpec
+from sdk_build.convert.export import ExportOptions, export_facts, float_export_path
+from sdk_build.convert.kv_cache import kv_layout
+from sdk_build.convert.quantize import build_recipe, embedding_storage, quantize_tflite
 from sdk_build.errors import BuildError, file_system_errors
-from sdk_build.export import ExportOptions, export_facts, float_export_path
 from sdk_build.gpu.buffers import tensor_sizes
 from sdk_build.gpu.layout import embedding_splits
-from sdk_build.kv_cache import kv_layout
-from sdk_build.leftovers import remove_leftovers, work_dir
-from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
-from sdk_build.memory import own_peak_rss_bytes, release_freed_memory
-from sdk_build.naming import bundle_filename, bundle_stem
-from sdk_build.preflight import check_build_inputs, check_writable_folder
-from sdk_build.progress import console, status
-from sdk_build.quantize import build_recipe, embedding_storage, quantize_tflite
-from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
 from sdk_build.sources.provenance import warn_requantization_once
 from sdk_build.spec import BundleFormat, VariantSpec
-from sdk_build.terminal import markup_safe
-from sdk_build.versions import tool_versions
+from sdk_build.system.disk_space import build_needs, check_space
+from sdk_build.system.leftovers import remove_leftovers, work_dir
+from sdk_build.system.memory import own_peak_rss_bytes, release_freed_memory
+from sdk_build.system.preflight import check_build_inputs, check_writable_folder
+from sdk_build.system.progress import console, status
+from sdk_build.system.terminal import markup_safe
 
 DEFAULT_OUTPUT = Path("bundles")
 
@@ -122,7 +122,7 @@ def ensure_float_export(
         log = Path(workdir) / "export.log"
         with open(log, "w") as log_handle:
             code = subprocess.call(
-                [sys.executable, "-m", "sdk_build.export_worker", str(request)], stdout=log_handle, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "sdk_build.convert.export_worker", str(request)], stdout=log_handle, stderr=subprocess.STDOUT
             )
         if code != 0 or not result.exists():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -147,8 +147,8 @@ def build(
 
     LoRA adapters are composed around this (`sdk_build.compose.build`, `sdk_build.lora.build`). Without
     `export_options`, the variant's target decides whether local layers get window-sized KV caches
-    (`sdk_build.runtime_memory.window_kv_cache_default`). `calibration` is the
-    text calibrated recipes (GPTQ, OSCAR) run through the float model (`sdk_build.calibration`).
+    (`sdk_build.artifacts.runtime_memory.window_kv_cache_default`). `calibration` is the
+    text calibrated recipes (GPTQ, OSCAR) run through the float model (`sdk_build.convert.calibration`).
     """
     started = time.monotonic()
     output_dir = Path(output_dir)

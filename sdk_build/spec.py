@@ -10,8 +10,8 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 
+from sdk_build.artifacts.file_names import plain_name_problem
 from sdk_build.errors import SpecError
-from sdk_build.file_names import plain_name_problem
 
 DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (32, 128, 512, 1280)
 """Google's litert-community/Gemma3-1B-IT files carry prefill signatures of 32, 128, 512 and 1280 tokens."""
@@ -45,7 +45,7 @@ class Recipe(str, enum.Enum):
 
     @property
     def calibrated(self) -> bool:
-        """Needs activation statistics from calibration text (`sdk_build.calibration`)."""
+        """Needs activation statistics from calibration text (`sdk_build.convert.calibration`)."""
         return self.value.endswith(("_gptq", "_oscar"))
 
     @property
@@ -119,7 +119,7 @@ class VariantSpec:
     formats: tuple[BundleFormat, ...] = (BundleFormat.TASK,)
     target: Target = Target.ANDROID_CPU
     output_name: str | None = None
-    """File stem; None means Google's litert-community naming (see `sdk_build.naming`)."""
+    """File stem; None means Google's litert-community naming (see `sdk_build.artifacts.naming`)."""
     gpu_buffer_limit: int | None = None
     """Bytes every weight tensor must fit as one GPU buffer; None: the target's default
     (`Target.default_gpu_buffer_limit`), 0: no limit. Decides the GPU layout (`sdk_build.gpu.layout`)."""

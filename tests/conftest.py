@@ -26,7 +26,7 @@ def gemma_edge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
 
@@ -51,9 +51,9 @@ def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_di
 def tiny_window_bundle_dir(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path, gemma_edge_cache: Path
 ) -> Path:
-    """`tiny_bundle_dir` built with window-sized local KV caches (ring buffers in the graph: `sdk_build.window_cache`),
+    """`tiny_bundle_dir` built with window-sized local KV caches (ring buffers in the graph: `sdk_build.convert.window_cache`),
     so verify runs the ring in LiteRT-LM on the CPU; at this size the default would be full caches."""
-    from sdk_build.export import ExportOptions
+    from sdk_build.convert.export import ExportOptions
     from sdk_build.pipeline import build
     from sdk_build.spec import make_variant
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk_build.tiny_checkpoint import TINY_SHAPE
+from sdk_build.sources.tiny_checkpoint import TINY_SHAPE
 
 WIDE_TINY = dataclasses.replace(TINY_SHAPE, hidden_size=256, intermediate_size=512, head_dim=128,
                                 query_pre_attn_scalar=128)

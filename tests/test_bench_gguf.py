@@ -14,7 +14,7 @@ from bench.bandwidth import gguf_bytes_per_token
 from bench.checkpoint_tensors import litert_to_hf, split_qkv
 from bench.gguf_writer import GgufType, GgufWriteError, gguf_name, write_gguf
 from sdk_build.architecture import GEMMA3_270M
-from sdk_build.model_loader import expected_tensors
+from sdk_build.convert.model_loader import expected_tensors
 
 TINY = dataclasses.replace(
     GEMMA3_270M,

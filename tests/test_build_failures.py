@@ -146,7 +146,7 @@ QUANTIZE_ONTO = textwrap.dedent("""
     import sys
     from pathlib import Path
     from sdk_build.errors import find_os_error, os_error_message
-    from sdk_build.quantize import quantize_tflite
+    from sdk_build.convert.quantize import quantize_tflite
     from sdk_build.spec import Recipe
     try:
         quantize_tflite(Path(sys.argv[1]), Recipe.DYNAMIC_INT8, Path(sys.argv[2]))
@@ -174,7 +174,7 @@ def test_the_quantizer_on_a_full_disk_fails_with_an_error_not_sigbus(
 HOLD_WORK_FOLDER = textwrap.dedent("""
     import os, signal, sys, time
     from pathlib import Path
-    from sdk_build.leftovers import work_dir
+    from sdk_build.system.leftovers import work_dir
     with work_dir(Path(sys.argv[1]), sys.argv[2]) as folder:
         (folder / "big.tflite").write_bytes(b"x" * 100_000)
         print(folder, flush=True)

@@ -9,7 +9,7 @@ import pytest
 
 from android_bridge.bundle_info import bundle_info
 from device_tests.baselines import load_baselines
-from sdk_build.naming import recipe_from_file_name
+from sdk_build.artifacts.naming import recipe_from_file_name
 from sdk_build.spec import Recipe
 
 RECIPES = {r.value for r in Recipe}

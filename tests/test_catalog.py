@@ -24,9 +24,7 @@ import pytest
 from web_support import LiveServer, live_server, make_serving_dir
 
 from sdk_build.architecture import GEMMA3_1B, GEMMA3_270M, KNOWN_SHAPES
-from sdk_build.bundle import START_TOKEN, STOP_TOKENS, prompt_template
-from sdk_build.bundle_set import load_bundle_set
-from sdk_build.catalog import (
+from sdk_build.artifacts.catalog import (
     CATALOG_NAME,
     SCHEMA_FILE,
     Selection,
@@ -35,13 +33,15 @@ from sdk_build.catalog import (
     select,
     write_catalog,
 )
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest
+from sdk_build.artifacts.naming import bundle_filename
+from sdk_build.artifacts.runtime_memory import window_kv_cache_default
+from sdk_build.bundle_set import load_bundle_set
+from sdk_build.convert.bundle import START_TOKEN, STOP_TOKENS, prompt_template
+from sdk_build.convert.export import ExportOptions
+from sdk_build.convert.kv_cache import kv_layout
 from sdk_build.errors import CatalogError
-from sdk_build.export import ExportOptions
-from sdk_build.kv_cache import kv_layout
-from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.matrix import load_matrix
-from sdk_build.naming import bundle_filename
-from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, VariantSpec
 

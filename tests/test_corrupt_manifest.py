@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from web_support import LiveServer, list_bundle, live_server
 
+from sdk_build.artifacts.manifest import load_manifest
 from sdk_build.errors import ManifestError
-from sdk_build.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ def cpu_bundle_dir(gemma_edge_cache: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def test_embedded_270m_int8_task_matches_the_fp32_model(gemma_edge_cache: Path, cpu_bundle_dir: Path) -> None:
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.manifest import load_manifest
 
     entry = load_manifest(cpu_bundle_dir).bundles[0]
     assert entry.file == "Gemma3-270M_multi-prefill-seq_q8_ekv512.task"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.export_conversion import compare, export_once
-from sdk_build.export import ExportOptions
+from sdk_build.convert.export import ExportOptions
 from sdk_build.sources import resolve_checkpoint
 
 EKV, PREFILL = 256, (32,)

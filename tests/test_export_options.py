@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 
-from sdk_build.export import ExportOptions, export_sizes
+from sdk_build.convert.export import ExportOptions, export_sizes
 
 
 def test_options_added_later_keep_old_keys_valid() -> None:

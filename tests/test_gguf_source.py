@@ -53,7 +53,7 @@ def encoder(qtype, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def wide_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("wide-tiny"), shape=WIDE_TINY)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sdk_build.engine import EngineConfig
 from sdk_build.gpu.buffers import largest_tensors
 from sdk_build.pipeline import build
 from sdk_build.spec import make_variant
 from sdk_build.verify import verify_bundle_runs
+from sdk_build.verify.engine import EngineConfig
 
 pytestmark = pytest.mark.slow
 LIMIT = 128 * 2**20

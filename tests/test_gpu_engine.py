@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from conftest import TINY_EKV, TINY_PREFILL
 
-from sdk_build.engine import EngineConfig
+from sdk_build.artifacts.manifest import load_manifest
 from sdk_build.gpu.buffers import model_bytes, tensor_sizes
 from sdk_build.gpu.vulkan import list_devices
-from sdk_build.manifest import load_manifest
 from sdk_build.pipeline import build
+from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 from sdk_build.spec import make_variant
-from sdk_build.tiny_checkpoint import make_tiny_checkpoint
 from sdk_build.verify import verify_bundle_runs
+from sdk_build.verify.engine import EngineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SWIFTSHADER_ICD = Path("/usr/lib/chromium/vk_swiftshader_icd.json")

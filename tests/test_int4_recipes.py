@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sdk_build.calibration import (
+from sdk_build.artifacts.manifest import load_manifest
+from sdk_build.convert.calibration import (
     CalibrationSpec,
     WeightConsumers,
     calibrated_signature,
@@ -16,12 +17,11 @@ from sdk_build.calibration import (
     signature_inputs,
     token_chunks,
 )
-from sdk_build.export import ExportOptions
-from sdk_build.manifest import load_manifest
+from sdk_build.convert.export import ExportOptions
+from sdk_build.convert.quantize import embedding_storage
+from sdk_build.convert.text_corpus import CALIBRATION, HELD_OUT, TextSet, prose_paragraphs
 from sdk_build.pipeline import build, spec_fingerprint
-from sdk_build.quantize import embedding_storage
 from sdk_build.spec import BundleFormat, Recipe, make_variant
-from sdk_build.text_corpus import CALIBRATION, HELD_OUT, TextSet, prose_paragraphs
 from sdk_build.verify import verify_bundle
 from tests.conftest import TINY_EKV, TINY_PREFILL
 
@@ -57,7 +57,7 @@ def test_recipe_builds_and_runs_in_litert_lm(recipe_bundles: Path, gemma_edge_ca
 
 def test_algorithms_keep_each_weight_once_and_packed(recipe_bundles: Path) -> None:
     """Same tensors as min-max, so the same file size: no weight copied per signature, none left unpacked (GPTQ's
-    statistics are shared across signatures; see sdk_build.calibration), and the int8 embedding kept."""
+    statistics are shared across signatures; see sdk_build.convert.calibration), and the int8 embedding kept."""
     sizes = {e.quantization: e.extra["tflite_bytes"] for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
     channel, block32 = sizes["dynamic_int4_channel"], sizes["dynamic_int4_block32"]
     for recipe in ("dynamic_int4_channel_octav", "dynamic_int4_channel_mse", "dynamic_int4_channel_gptq"):
@@ -192,7 +192,7 @@ def test_weights_no_calibrated_signature_reads_get_plain_rounding() -> None:
 def test_held_out_segments_tokenize_as_in_the_whole_text(tiny_checkpoint_dir: Path) -> None:
     import sentencepiece as spm
 
-    from sdk_build.perplexity import segments
+    from sdk_build.verify.perplexity import segments
 
     tokenizer = spm.SentencePieceProcessor(model_file=str(tiny_checkpoint_dir / "tokenizer.model"))
     pieces = segments(tokenizer, tokens=1000, segment_tokens=200)

@@ -13,7 +13,7 @@ from sdk_build.architecture import GEMMA3_270M
 from sdk_build.errors import AdapterError, BuildError
 from sdk_build.lora.adapter import ATTENTION_MODULES, GEMMA3_MODULES, load_adapter, module_dims
 from sdk_build.lora.synthetic import peft_key, write_random_adapter
-from sdk_build.tiny_checkpoint import TINY_SHAPE
+from sdk_build.sources.tiny_checkpoint import TINY_SHAPE
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +315,7 @@ _OLD_ENTRY = {  # an entry as manifests were written before LoRA existed (no "lo
 
 
 def test_old_manifests_load_and_lora_records_round_trip(tmp_path: Path) -> None:
-    from sdk_build.manifest import AdapterEntry, load_manifest, update_manifest, update_manifest_adapter
+    from sdk_build.artifacts.manifest import AdapterEntry, load_manifest, update_manifest, update_manifest_adapter
 
     (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "bundles": [_OLD_ENTRY]}))
     manifest = load_manifest(tmp_path)

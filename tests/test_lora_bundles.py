@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from lora_support import hf_greedy
 
+from sdk_build.artifacts.manifest import load_manifest, sha256_file
+from sdk_build.compose import build
 from sdk_build.lora.adapter import GEMMA3_MODULES, load_adapter
 from sdk_build.lora.spec import make_lora_spec
 from sdk_build.lora.synthetic import write_random_adapter
-from sdk_build.manifest import load_manifest, sha256_file
-from sdk_build.compose import build
 from sdk_build.spec import make_variant
 from sdk_build.verify import verify_bundle
 

@@ -1,4 +1,4 @@
-"""sdk_build.memory.release_freed_memory really hands freed heap memory back (glibc), measured on this process."""
+"""sdk_build.system.memory.release_freed_memory really hands freed heap memory back (glibc), measured on this process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from sdk_build.memory import release_freed_memory, rss_bytes
+from sdk_build.system.memory import release_freed_memory, rss_bytes
 
 MIB = 2**20
 
@@ -28,7 +28,7 @@ def test_freed_heap_memory_goes_back_to_the_os() -> None:
 
 
 def test_proc_fields_are_read_in_bytes_and_missing_ones_are_none(tmp_path) -> None:
-    from sdk_build.memory import available_bytes, proc_kib_field_bytes
+    from sdk_build.system.memory import available_bytes, proc_kib_field_bytes
 
     own_rss = proc_kib_field_bytes("/proc/self/status", "VmRSS")
     assert own_rss is not None and abs(own_rss - rss_bytes()) < 64 * MIB  # the same resident set, read two ways

@@ -21,7 +21,7 @@ mx = pytest.importorskip("mlx.core", reason="the MLX extra (pip install -e '.[ml
 
 @pytest.fixture(scope="module")
 def wide_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("wide-tiny") / "tiny-gemma3-it", shape=WIDE_TINY)
 
@@ -113,7 +113,7 @@ def test_tokenizer_rebuilt_from_tokenizer_json(wide_checkpoint: Path, tmp_path: 
     assert rebuilt.vocab_size() == original.vocab_size()
     assert [rebuilt.id_to_piece(i) for i in range(rebuilt.vocab_size())] == \
         [original.id_to_piece(i) for i in range(original.vocab_size())]
-    from sdk_build.tiny_checkpoint import _CORPUS
+    from sdk_build.sources.tiny_checkpoint import _CORPUS
 
     texts = [*_CORPUS.split("."), "<start_of_turn>user\nHello 2026<end_of_turn>\n", "tabs\tand  spaces", "émoji 😀"]
     for text in texts:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from sdk_build.artifacts.manifest import load_manifest, sha256_file
+from sdk_build.artifacts.runtime_memory import window_kv_cache_default
+from sdk_build.convert.export import ExportOptions
 from sdk_build.errors import BuildError, SourceError
-from sdk_build.export import ExportOptions
-from sdk_build.manifest import load_manifest, sha256_file
 from sdk_build.pipeline import build
-from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import make_variant
 from sdk_build.verify import DEFAULT_PROMPTS, verify_bundle
@@ -91,7 +91,7 @@ def test_unchanged_inputs_are_not_rebuilt_and_changed_ones_are(
     again = build(str(tiny_checkpoint_dir), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True)
     assert not first.skipped and again.skipped
     changed = shutil.copytree(tiny_checkpoint_dir, tmp_path / "changed")
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     make_tiny_checkpoint(changed, seed=1)
     rebuilt = build(str(changed), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True)
@@ -150,7 +150,7 @@ def test_cli_build_and_verify_tiny(tiny_checkpoint_dir: Path, gemma_edge_cache: 
 
 
 def test_no_disk_space_is_reported(tmp_path: Path) -> None:
-    from sdk_build.atomic import check_free_space
+    from sdk_build.system.atomic import check_free_space
 
     with pytest.raises(BuildError, match="not enough disk space"):
         check_free_space(tmp_path, 10**18)

@@ -24,11 +24,11 @@ import pytest
 from pull_support import CuttingProxy, static_host
 from web_support import LiveServer, live_server
 
-from sdk_build.catalog import CATALOG_NAME, Selection, write_catalog
-from sdk_build.download import partial_path, state_path
+from sdk_build.artifacts.catalog import CATALOG_NAME, Selection, write_catalog
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest, sha256_file
+from sdk_build.distribute.download import partial_path, state_path
+from sdk_build.distribute.pull import plan, pull
 from sdk_build.errors import CatalogError, PullError
-from sdk_build.manifest import BundleEntry, load_manifest, sha256_file
-from sdk_build.pull import plan, pull
 
 ROOT = Path(__file__).resolve().parents[1]
 HF_REPO = "gemma-edge/tiny-bundles"
@@ -39,7 +39,7 @@ def origin(
     tiny_bundle_dir: Path, tiny_checkpoint_dir: Path, gemma_edge_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The tiny int8 .task/.litertlm plus an int4 web-gpu .task (same float export: quantize + bundle only)."""
-    from sdk_build.export import ExportOptions
+    from sdk_build.convert.export import ExportOptions
     from sdk_build.pipeline import build
     from sdk_build.spec import make_variant
 

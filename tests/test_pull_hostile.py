@@ -24,11 +24,11 @@ from fs_support import fill, tmpfs
 from pull_support import HostileHost, http_answer
 
 from sdk_build.architecture import GEMMA3_270M
-from sdk_build.bundle import PromptTemplate
-from sdk_build.catalog import Selection, build_catalog
+from sdk_build.artifacts.catalog import Selection, build_catalog
+from sdk_build.artifacts.manifest import BundleEntry
+from sdk_build.convert.bundle import PromptTemplate
+from sdk_build.distribute.pull import plan, pull
 from sdk_build.errors import CatalogError, PullError
-from sdk_build.manifest import BundleEntry
-from sdk_build.pull import plan, pull
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTLY_S = 60.0  # generous bound for "does not hang": the guards act within a few seconds

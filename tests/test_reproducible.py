@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from sdk_build.catalog import build_catalog
-from sdk_build.manifest import load_manifest, sha256_file
+from sdk_build.artifacts.catalog import build_catalog
+from sdk_build.artifacts.manifest import load_manifest, sha256_file
 from sdk_build.pipeline import build
-from sdk_build.reproducible import build_epoch
 from sdk_build.spec import make_variant
+from sdk_build.system.reproducible import build_epoch
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from bench.litert_lm_memory import measure
-from sdk_build.catalog import catalog_entry
-from sdk_build.export import ExportOptions
+from sdk_build.artifacts.catalog import catalog_entry
+from sdk_build.convert.export import ExportOptions
 from sdk_build.pipeline import build
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import make_variant

@@ -43,8 +43,8 @@ def test_quantized_source_builds_verifies_and_is_recorded(make, expected, tiny_c
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import jsonschema
 
-    from sdk_build.catalog import SCHEMA_FILE, build_catalog
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.catalog import SCHEMA_FILE, build_catalog
+    from sdk_build.artifacts.manifest import load_manifest
     from sdk_build.pipeline import build
     from sdk_build.spec import make_variant
     from sdk_build.verify import verify_bundle

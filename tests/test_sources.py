@@ -65,7 +65,7 @@ def test_missing_tokenizer(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
 def test_wrong_tensor_names_are_reported_before_conversion(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     directory = _copy(tiny_checkpoint_dir, tmp_path / "renamed")
     tensors = load_file(str(directory / "model.safetensors"))

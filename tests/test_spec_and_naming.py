@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sdk_build.architecture import GEMMA3_1B
+from sdk_build.artifacts.naming import bundle_filename
 from sdk_build.errors import SpecError
-from sdk_build.naming import bundle_filename
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, Recipe, make_variant
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
 from web_demo.automation import ask, launch_browser, open_demo, run_page_benchmark
-from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
 pytestmark = requires_chromium
 
@@ -88,7 +88,7 @@ def test_real_270m_bundle_answers_in_the_page(fmt: str, runtime: str) -> None:
 
     GEMMA_EDGE_SCREENSHOT_OUT=path also saves a screenshot of the page with the answer.
     """
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.manifest import load_manifest
 
     directory = os.environ.get("GEMMA_EDGE_270M_BUNDLE_DIR")
     if not directory:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sdk_build.manifest import BundleEntry, update_manifest
+from sdk_build.artifacts.manifest import BundleEntry, update_manifest
 from web_demo import create_app
 from web_demo.wsgi_server import ConnectionLimits, make_server
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from web_support import LiveServer, live_server, make_serving_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from web_support import LiveServer, list_bundle, live_server
 
-from sdk_build.manifest import load_manifest, publish_bundle
+from sdk_build.artifacts.manifest import load_manifest, publish_bundle
 
 NAME = "bundle.task"
 SIZE = 256 * 1024

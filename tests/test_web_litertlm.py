@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
 from web_demo.automation import ask, launch_browser, open_demo
-from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
 pytestmark = requires_chromium
 
@@ -29,8 +29,8 @@ PROMPT = "The quick brown fox"
 def pretrained_litertlm(gemma_edge_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrained tiny `.litertlm` (raw text: random weights give varied continuations, unlike chat turns)."""
     from sdk_build.pipeline import build
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
     from sdk_build.spec import make_variant
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("tiny-pt-litertlm")
     checkpoint = make_tiny_checkpoint(root / "checkpoint", instruction_tuned=False)
@@ -47,7 +47,7 @@ def served(tiny_bundle_dir: Path, pretrained_litertlm: Path, tmp_path_factory: p
     manifest_path = folder / "manifest.json"
     data = json.loads(manifest_path.read_text())
     shutil.copy2(pretrained_litertlm, folder / pretrained_litertlm.name)
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.manifest import load_manifest
 
     (pt_entry,) = [e.to_dict() for e in load_manifest(pretrained_litertlm.parent).bundles]
     task = next(e for e in data["bundles"] if e["file"] == site["task"])

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from web_support import LiveServer, live_server, requires_chromium
 
+from sdk_build.artifacts.manifest import AdapterEntry, load_manifest, sha256_file, update_manifest_adapter
+from sdk_build.compose import build
 from sdk_build.lora.adapter import load_adapter
 from sdk_build.lora.build import adapter_file_name
 from sdk_build.lora.litert_lora import write_adapter_file
 from sdk_build.lora.spec import make_lora_spec
 from sdk_build.lora.synthetic import write_random_adapter
-from sdk_build.manifest import AdapterEntry, load_manifest, sha256_file, update_manifest_adapter
-from sdk_build.compose import build
 from sdk_build.spec import make_variant
 
 MEDIAPIPE_REFUSAL = "LoRA is not supported for converted LLM models (.task format) yet"
@@ -86,7 +86,7 @@ def lora_site(gemma_edge_cache: Path, tmp_path_factory: pytest.TempPathFactory) 
     """Pretrained (raw text) tiny bundles: the random tiny model answers a chat-templated prompt with newlines
     whatever the adapter, while raw-text continuations show the adapter's effect."""
     from sdk_build.sources import resolve_checkpoint
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("web-lora")
     checkpoint = str(make_tiny_checkpoint(root / "tiny-pt", instruction_tuned=False))

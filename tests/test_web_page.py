@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
 from web_demo.automation import ask, launch_browser, open_demo
-from web_support import LiveServer, live_server, make_serving_dir, positive_finite, requires_chromium
 
 pytestmark = requires_chromium
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sdk_build.manifest import BundleEntry, update_manifest
+from sdk_build.artifacts.manifest import BundleEntry, update_manifest
 from web_demo import create_app
 from web_demo.file_body import FileSlice
 from web_demo.wsgi_server import BundleChannel, make_server

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from sdk_build.architecture import GEMMA3_1B, GEMMA3_270M
+from sdk_build.artifacts.manifest import load_manifest
+from sdk_build.artifacts.runtime_memory import window_kv_cache_default
+from sdk_build.convert.export import ExportOptions
+from sdk_build.convert.kv_cache import kv_layout
 from sdk_build.errors import SpecError
-from sdk_build.export import ExportOptions
-from sdk_build.kv_cache import kv_layout
-from sdk_build.manifest import load_manifest
-from sdk_build.runtime_memory import window_kv_cache_default
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.spec import Target
 
@@ -54,7 +54,7 @@ def test_ring_caches_give_the_logits_of_full_caches(tiny_checkpoint_dir: Path) -
     import torch
     from litert_torch.generative.layers import kv_cache as kv_utils
 
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     checkpoint = resolve_checkpoint(str(tiny_checkpoint_dir), None, allow_custom_shape=True)
     full = load_torch_model(checkpoint, mask_cache_size=EKV)

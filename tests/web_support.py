@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from sdk_build.manifest import BundleEntry, load_manifest, publish_bundle
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest, publish_bundle
 
 
 def _have_chromium() -> bool:
@@ -54,9 +54,8 @@ class LiveServer:
 @contextlib.contextmanager
 def live_server(config: Mapping[str, Any]) -> Iterator[LiveServer]:
     """`create_app(config)` under waitress (the production server) in a thread, on a free loopback port."""
-    from web_demo.wsgi_server import make_server
-
     from web_demo import create_app
+    from web_demo.wsgi_server import make_server
 
     app = create_app(config)
     server = make_server(app, "127.0.0.1", 0, threads=4)  # the production send path (sendfile), as __main__ uses

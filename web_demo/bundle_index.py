@@ -10,7 +10,7 @@ reach a file the manifest does not list (no `..`, no sub-folders, no symlinked e
 **Identity.** `open` hands out an open file descriptor together with the sha256 of the bytes behind it, and the
 response is sent from that descriptor, so the ETag and `X-Content-SHA256` a client sees are those of the bytes it
 receives. The manifest is read and the file opened under the folder's shared manifest lock
-(`sdk_build.manifest.reading`), so a build publishing a new file and its entry is never seen half way. The open
+(`sdk_build.artifacts.manifest.reading`), so a build publishing a new file and its entry is never seen half way. The open
 file is trusted to be the manifest's when it carries the modification time the entry recorded at publication;
 otherwise it is hashed first (`web_demo.file_identity`) and refused when its bytes are not the entry's.
 """
@@ -24,8 +24,8 @@ import stat
 import threading
 from pathlib import Path
 
-from sdk_build.file_names import is_plain_file_name
-from sdk_build.manifest import AdapterEntry, BundleEntry, Manifest, load_manifest, manifest_path, reading
+from sdk_build.artifacts.file_names import is_plain_file_name
+from sdk_build.artifacts.manifest import AdapterEntry, BundleEntry, Manifest, load_manifest, manifest_path, reading
 from web_demo.file_identity import DigestCache
 
 
@@ -50,7 +50,7 @@ class OpenBundle:
 
 
 def is_plain_name(name: str) -> bool:
-    """True for a bare file name (sdk_build.file_names): no separators, not hidden, no control characters."""
+    """True for a bare file name (sdk_build.artifacts.file_names): no separators, not hidden, no control characters."""
     return is_plain_file_name(name)
 
 

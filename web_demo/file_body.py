@@ -12,7 +12,7 @@ Reads use `os.pread` (no shared file position, no seek system calls). waitress r
 socket takes, seeks back and reads again: the last chunk is kept and its unsent rest is re-served as a
 memoryview of the same bytes (shorter than asked, as raw reads may be), so a partial send costs no second read.
 A file that shrinks while served raises OSError, which the server turns into a closed connection (the client
-sees a short body). Bundles are replaced by rename (sdk_build/manifest.py's publish_bundle), which never changes an
+sees a short body). Bundles are replaced by rename (sdk_build/artifacts/manifest.py's publish_bundle), which never changes an
 open file. A slice is made from the very descriptor the bundle index identified (web_demo/bundle_index.py), so the
 bytes sent are the ones whose sha256 the response headers carry.
 """

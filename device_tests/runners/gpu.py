@@ -87,8 +87,8 @@ def worker_command(bundle: BundleInfo, precision: str, options: GpuRunOptions, c
 
 def run_gpu_benchmark(bundle: BundleInfo, options: GpuRunOptions) -> list[BenchmarkResult]:
     """One result per precision: warm-up runs discarded, then `options.runs` measured; problems in the record."""
-    from sdk_build.engine import EngineConfig, engine_cache_dir
     from sdk_build.sources.checkpoint import default_cache_dir
+    from sdk_build.verify.engine import EngineConfig, engine_cache_dir
 
     results = []
     for precision in options.precisions:

@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 
-from sdk_build.engine import captured_stderr, engine_reason
+from sdk_build.verify.engine import captured_stderr, engine_reason
 
 _ADAPTER = "Selected adapter: "
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from device_tests.errors import LabError
 from device_tests.host_env import cpu_model, host_facts, os_description, thermal_state
 from device_tests.record import BenchmarkResult, Environment, RunSample, utc_now
-from sdk_build.engine import EngineConfig, engine_model_path
 from sdk_build.sources.checkpoint import default_cache_dir
+from sdk_build.verify.engine import EngineConfig, engine_model_path
 
 _PATTERNS = {
     "prefill": re.compile(r"Prefill speed:\s*([0-9.eE+]+)\s*tokens/s"),

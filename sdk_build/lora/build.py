@@ -15,11 +15,17 @@ import dataclasses
 import datetime
 from pathlib import Path
 
-from sdk_build.export import ExportOptions
+from sdk_build.artifacts.manifest import (
+    AdapterEntry,
+    BundleEntry,
+    sha256_file,
+    update_manifest,
+    update_manifest_adapter,
+)
+from sdk_build.artifacts.naming import bundle_stem
+from sdk_build.convert.export import ExportOptions
 from sdk_build.lora.adapter import LoraAdapter, load_adapter
 from sdk_build.lora.spec import LoraMode, LoraSpec
-from sdk_build.manifest import AdapterEntry, BundleEntry, sha256_file, update_manifest, update_manifest_adapter
-from sdk_build.naming import bundle_stem
 from sdk_build.pipeline import BuildOutcome
 from sdk_build.sources import Checkpoint, default_cache_dir, resolve_checkpoint
 from sdk_build.spec import VariantSpec
@@ -51,7 +57,7 @@ def build_with_lora(
     output_dir = Path(output_dir)
     base = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
     if export_options is None:  # fused weights export like the base model; runtime LoRA inputs need full caches
-        from sdk_build.runtime_memory import window_kv_cache_default
+        from sdk_build.artifacts.runtime_memory import window_kv_cache_default
 
         fused_window = lora.mode is LoraMode.FUSED and window_kv_cache_default(
             (variant.target,), base.shape, variant.ekv, variant.prefill_lengths)
@@ -113,7 +119,7 @@ def _record(output_dir: Path, entries: list[BundleEntry], base: Checkpoint, reco
 def _record_adapter(
     output_dir: Path, path: Path, adapter: LoraAdapter, base: Checkpoint, rank: int, bundles: list[str]
 ) -> None:
-    from sdk_build.manifest import load_manifest
+    from sdk_build.artifacts.manifest import load_manifest
 
     previous = next((a for a in load_manifest(output_dir).adapters if a.file == path.name), None)
     fits = sorted(set(bundles) | set(previous.bundles if previous else []))

@@ -52,8 +52,8 @@ def _write_fused(base: Checkpoint, adapter: LoraAdapter, target: Path) -> None:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from sdk_build.atomic import check_free_space
-    from sdk_build.progress import status
+    from sdk_build.system.atomic import check_free_space
+    from sdk_build.system.progress import status
 
     weights = sorted(base.directory.glob("*.safetensors"))
     check_free_space(target.parent, int(sum(w.stat().st_size for w in weights) * 2.2))

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdk_build.architecture import ModelShape
-from sdk_build.atomic import atomic_path
 from sdk_build.errors import AdapterError
 from sdk_build.lora.adapter import ATTENTION_MODULES, MLP_MODULES, LoraAdapter, module_dims
 from sdk_build.spec import Target
+from sdk_build.system.atomic import atomic_path
 
 _FIELDS = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "o_proj": "output"}
 LITERT_LM_RANKS = (16, 32)

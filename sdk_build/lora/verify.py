@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest
 from sdk_build.errors import VerifyError
 from sdk_build.lora.adapter import LoraAdapter, load_adapter
-from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.sources import Checkpoint, default_cache_dir
 
 
@@ -48,8 +48,8 @@ class LoraSessionEngine:
 def open_lora_engine(bundle: Path, ekv: int, threads: int, rank: int, adapter_path: Path) -> LoraSessionEngine:
     from litert_lm import Backend, Engine, LoraRankConfig
 
-    from sdk_build.engine import EngineConfig, engine_cache_dir
     from sdk_build.sources.checkpoint import default_cache_dir
+    from sdk_build.verify.engine import EngineConfig, engine_cache_dir
 
     cache = engine_cache_dir(bundle, EngineConfig("cpu", None, threads), default_cache_dir())  # not beside it
     try:
@@ -89,7 +89,7 @@ def verify_lora_bundle(
 ):
     import sentencepiece as spm
 
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
     from sdk_build.verify.fidelity import compare_all, open_engine
 
     record = entry.lora or {}

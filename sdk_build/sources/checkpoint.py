@@ -60,7 +60,7 @@ def _file_digest(path: Path) -> str:
         cached_key, _, cached = sidecar.read_text().partition(" ")
         if cached_key == key:
             return cached.strip()
-    from sdk_build.manifest import sha256_file
+    from sdk_build.artifacts.manifest import sha256_file
 
     value = sha256_file(path)
     try:

@@ -169,7 +169,7 @@ def file_quantization(reader, weight_types: Iterable[str]) -> str:
 
 def read_header(path: Path) -> GgufHeader:
     """Open and check `path` without converting anything: every refusal happens here."""
-    from sdk_build.model_loader import expected_tensors
+    from sdk_build.convert.model_loader import expected_tensors
 
     reader = open_gguf(path)
     architecture = _value(reader, "general.architecture", "unknown")

@@ -14,8 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sdk_build.atomic import _umask, check_free_space
-from sdk_build.progress import status
+from sdk_build.system.atomic import _umask, check_free_space
+from sdk_build.system.progress import status
 
 
 def materialized(target: Path, write: Callable[[Path], None], label: str, needed_bytes: int) -> Path:

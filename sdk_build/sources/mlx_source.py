@@ -110,7 +110,7 @@ def _group(spec: dict[str, Any], where: str) -> GroupQuantization:
 
 def read_mlx(directory: Path, *, allow_custom_shape: bool = False) -> MlxFolder:
     """Check `directory` as an MLX checkpoint: shape, quantization, and every tensor's presence and layout."""
-    from sdk_build.model_loader import expected_tensors
+    from sdk_build.convert.model_loader import expected_tensors
 
     config = read_config(directory)
     shape = shape_from_hf_config(config)
@@ -212,7 +212,7 @@ def dequantized_tensors(folder: MlxFolder, progress=None) -> Iterator[tuple[str,
     """(Hugging Face name, fp32 array) for every tensor the model needs."""
     from safetensors import safe_open
 
-    from sdk_build.model_loader import expected_tensors
+    from sdk_build.convert.model_loader import expected_tensors
 
     names: Iterable[str] = list(expected_tensors(folder.shape))
     with contextlib.ExitStack() as stack:

@@ -46,7 +46,7 @@ takes tens of seconds to parse a Gemma GGUF's 262k-token vocabulary)."""
 
 
 def write_record(directory: Path, source: SourceInfo, instruction_tuned: bool) -> None:
-    from sdk_build.atomic import atomic_write_json
+    from sdk_build.system.atomic import atomic_write_json
 
     atomic_write_json(Path(directory) / RECORD_NAME,
                       {**dataclasses.asdict(source), "instruction_tuned": instruction_tuned})
@@ -104,6 +104,6 @@ def warn_requantization_once(checkpoint, recipe: str) -> None:  # checkpoint: sd
     if message is None or checkpoint.fingerprint in _warned:
         return
     _warned.add(checkpoint.fingerprint)
-    from sdk_build.progress import console
+    from sdk_build.system.progress import console
 
     console.print(f"[yellow]warning:[/] {message}", highlight=False)

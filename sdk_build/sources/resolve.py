@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sdk_build.architecture import KNOWN_SHAPES, ModelShape, identify, read_config, shape_from_hf_config
 from sdk_build.errors import SourceError
-from sdk_build.progress import track
 from sdk_build.sources.checkpoint import Checkpoint, default_cache_dir, fingerprint_files
 from sdk_build.sources.materialize import materialized
 from sdk_build.sources.provenance import RANDOM, SourceInfo, count_types, read_record, write_record
+from sdk_build.system.progress import track
 
 DEFAULT_CHECKPOINT = "embedded:gemma3-270m"
 _RANDOM = re.compile(r"^random:(gemma3-(?:1b|270m))(-it)?(?:@(\d+))?$")

@@ -10,11 +10,11 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdk_build.engine import EngineConfig, EngineError, OpenedEngine, greedy_failed, greedy_texts
-from sdk_build.engine import open_engine as engine_open
+from sdk_build.convert.model_loader import forward_from_empty_cache
 from sdk_build.errors import VerifyError
-from sdk_build.model_loader import forward_from_empty_cache
-from sdk_build.perplexity import Perplexity
+from sdk_build.verify.engine import EngineConfig, EngineError, OpenedEngine, greedy_failed, greedy_texts
+from sdk_build.verify.engine import open_engine as engine_open
+from sdk_build.verify.perplexity import Perplexity
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
@@ -82,7 +82,7 @@ class VerifyReport:
     reference: str = ""
     """What the fp32 reference was built from, e.g. "fp32 model from the dequantized Q4_K_M GGUF weights"."""
     perplexity: Perplexity | None = None
-    """Held-out perplexity of the bundle and of the fp32 reference (`sdk_build.perplexity`); None when skipped."""
+    """Held-out perplexity of the bundle and of the fp32 reference (`sdk_build.verify.perplexity`); None when skipped."""
 
     @property
     def top1_agreement(self) -> float:
@@ -221,7 +221,7 @@ def compare(reference: list[int], produced: list[int]) -> tuple[int, int | None]
 class ReferencePlan:
     """What the fp32 reference says, and what to ask the bundle: computed once, run on any number of engines.
 
-    Plain data (JSON-able), so the bundle side can also run on another machine (`sdk_build.engine.run_plan`).
+    Plain data (JSON-able), so the bundle side can also run on another machine (`sdk_build.verify.engine.run_plan`).
     """
 
     prompts: list[str]

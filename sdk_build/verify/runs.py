@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdk_build import perplexity
-from sdk_build.engine import EngineConfig
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest
 from sdk_build.errors import VerifyError
-from sdk_build.manifest import BundleEntry, load_manifest
 from sdk_build.sources import resolve_checkpoint
 from sdk_build.sources.provenance import reference_description
+from sdk_build.verify import perplexity
+from sdk_build.verify.engine import EngineConfig
 from sdk_build.verify.fidelity import (
     ReferencePlan,
     VerifyReport,
@@ -85,14 +85,14 @@ def verify_bundle_runs(
 ) -> list[VerifyReport]:
     """One report per engine config (CPU, GPU F16, GPU F32...), all against one fp32 reference pass.
 
-    `perplexity_tokens` held-out tokens are scored by the bundle and the reference (`sdk_build.perplexity`; 0: not).
+    `perplexity_tokens` held-out tokens are scored by the bundle and the reference (`sdk_build.verify.perplexity`; 0: not).
 
     GPU runs are checked first (a Vulkan device, f16 where F16 is asked for, every tensor within the device's
     buffer limit): a run that cannot happen is refused with one line before anything is computed.
     """
     import sentencepiece as spm
 
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     bundle = Path(bundle)
     if not bundle.is_file():
@@ -154,7 +154,7 @@ def verify_bundle_runs(
 
 def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path | None,
                    plan: ReferencePlan, held_out: Sequence = ()) -> tuple[dict, str | None]:
-    """The bundle side in a child process (`python -m sdk_build.engine`): LiteRT-LM's GPU backend crashes in a
+    """The bundle side in a child process (`python -m sdk_build.verify.engine`): LiteRT-LM's GPU backend crashes in a
     process that has loaded TensorFlow, as the reference model's litert-torch does."""
     import json
     import subprocess
@@ -171,10 +171,10 @@ def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path
         request_path, result_path, log_path = (Path(work) / n for n in ("request.json", "result.json", "engine.log"))
         request_path.write_text(json.dumps(request))
         with open(log_path, "w") as log:
-            code = subprocess.call([sys.executable, "-m", "sdk_build.engine", str(request_path), str(result_path)],
+            code = subprocess.call([sys.executable, "-m", "sdk_build.verify.engine", str(request_path), str(result_path)],
                                    stdout=log, stderr=subprocess.STDOUT)
         if code != 0 or not result_path.exists():
-            from sdk_build.engine import engine_reason
+            from sdk_build.verify.engine import engine_reason
 
             reason = engine_reason(log_path.read_text(errors="replace")) or f"exit status {code}"
             raise VerifyError(f"LiteRT-LM crashed running {bundle.name} on {config.label}: {reason}")

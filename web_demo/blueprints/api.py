@@ -1,5 +1,5 @@
 """JSON API: `GET /api/bundles` (the manifest plus download URLs), `/api/catalog` (what apps read: see
-sdk_build.catalog) and `/api/bench-results` (benchmark JSON).
+sdk_build.artifacts.catalog) and `/api/bench-results` (benchmark JSON).
 
 `/api/bundles` is what the page and mobile apps read to pick a bundle; the filters are exact matches on the
 manifest fields of the same name. Benchmark results arrive from the page in benchmark mode (see automation.py).
@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from sdk_build.manifest import SCHEMA_VERSION, BundleEntry
+from sdk_build.artifacts.manifest import SCHEMA_VERSION, BundleEntry
 from web_demo import vendor as vendored
 from web_demo.bench_store import BenchStore, ResultTooLarge, StoreFull
 from web_demo.blueprints.files import SHA256_HEADER
@@ -64,13 +64,13 @@ def bundles() -> Response:
 
 @bp.get("/catalog")
 def catalog() -> Response:
-    """The app-facing catalog (sdk_build.catalog) of the bundles this server can serve right now.
+    """The app-facing catalog (sdk_build.artifacts.catalog) of the bundles this server can serve right now.
 
     URLs are server-relative paths (`/bundles/<file>`), resolved against this document's URL by clients, so they
     stay right behind any host name, port or reverse proxy. Listed files that are missing or whose bytes on disk
     are not the manifest's are left out and named under `omitted`.
     """
-    from sdk_build.catalog import build_catalog
+    from sdk_build.artifacts.catalog import build_catalog
     from sdk_build.errors import CatalogError
 
     index: BundleIndex = current_app.extensions["bundle_index"]
@@ -97,7 +97,7 @@ def catalog() -> Response:
 @bp.get("/catalog/schema")
 def catalog_schema() -> Response:
     """The catalog's JSON Schema (version 1), the file shipped in sdk_build/schemas/."""
-    from sdk_build.catalog import SCHEMA_FILE
+    from sdk_build.artifacts.catalog import SCHEMA_FILE
 
     response = current_app.response_class(SCHEMA_FILE.read_bytes(), mimetype="application/schema+json")
     response.headers["Access-Control-Allow-Origin"] = "*"

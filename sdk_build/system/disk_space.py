@@ -2,7 +2,7 @@
 
 Why up front: a build that runs out of space half way has spent minutes on the export first, and worse, the
 quantizer writes its output through a memory map, where a full disk is not an error code but SIGBUS: the process
-dies with no message (sdk_build/mmap_guard.py closes that hole; this check keeps a build from getting there).
+dies with no message (sdk_build/system/mmap_guard.py closes that hole; this check keeps a build from getting there).
 
 What a build writes, by size, from the model's shape (no measurement): the fp32 float export in the cache
 (4 bytes a parameter, unless already cached); then, in the work folder beside the output, the quantized model

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from sdk_build.architecture import KNOWN_SHAPES, ModelShape
-from sdk_build.atomic import atomic_write_json
+from sdk_build.artifacts.file_names import is_plain_file_name, plain_name_problem
+from sdk_build.artifacts.manifest import BundleEntry, load_manifest
+from sdk_build.artifacts.runtime_memory import HEADROOM_FACTOR, KV_CACHE_DTYPE, estimate
+from sdk_build.convert.kv_cache import kv_layout
 from sdk_build.errors import CatalogError, file_system_errors
-from sdk_build.file_names import is_plain_file_name, plain_name_problem
-from sdk_build.kv_cache import kv_layout
-from sdk_build.manifest import BundleEntry, load_manifest
-from sdk_build.runtime_memory import HEADROOM_FACTOR, KV_CACHE_DTYPE, estimate
 from sdk_build.spec import Recipe, Target
+from sdk_build.system.atomic import atomic_write_json
 
 CATALOG_NAME = "catalog.json"
 SCHEMA = "gemma-edge.catalog/1"
@@ -55,7 +55,7 @@ TARGETS: dict[str, TargetInfo] = {
     Target.WEB_GPU.value: TargetInfo("web", ("gpu",)),
 }
 
-# (transformer weights, granularity, embedding) per recipe; the same table as sdk_build/quantize.py's docstring.
+# (transformer weights, granularity, embedding) per recipe; the same table as sdk_build/convert/quantize.py's docstring.
 QUANTIZATION: dict[str, tuple[str, str, str]] = {
     Recipe.FP32.value: ("float32", "none", "float32"),
     Recipe.DYNAMIC_INT8.value: ("int8", "per-channel", "int8"),
@@ -219,7 +219,7 @@ def build_catalog(
     entries: Iterable[BundleEntry], url_for: Callable[[BundleEntry], str] = lambda e: e.file
 ) -> dict[str, Any]:
     """The catalog document for `entries`; `url_for` gives each bundle's URL (default: its bare file name)."""
-    from sdk_build.versions import tool_versions
+    from sdk_build.artifacts.versions import tool_versions
 
     return {
         "schema": SCHEMA,

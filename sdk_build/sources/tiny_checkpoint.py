@@ -54,7 +54,7 @@ def make_tiny_checkpoint(
     import torch
     from safetensors.torch import save_file
 
-    from sdk_build.model_loader import expected_tensors
+    from sdk_build.convert.model_loader import expected_tensors
 
     directory.mkdir(parents=True, exist_ok=True)
     train_tokenizer(directory / "tokenizer.model", shape.vocab_size)

@@ -180,7 +180,7 @@ def greedy_failed(greedy: list[tuple[str, str]], expect_text: list[bool]) -> boo
 
 def scored_texts(engine: OpenedEngine | Any, pieces: list[tuple[str, str]]) -> list[tuple[list[float], str]]:
     """(log-likelihood per target token, error) for each (context, target): the context prefilled, the target
-    scored by LiteRT-LM (`run_text_scoring`), one session each (`sdk_build.perplexity`)."""
+    scored by LiteRT-LM (`run_text_scoring`), one session each (`sdk_build.verify.perplexity`)."""
     results = []
     for context, target in pieces:
         session = engine.create_session(apply_prompt_template=False)
@@ -229,7 +229,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sdk_build.engine REQUEST.json RESULT.json`: run a request in a process of its own.
+    """`python -m sdk_build.verify.engine REQUEST.json RESULT.json`: run a request in a process of its own.
 
     A GPU engine cannot share a process with TensorFlow (which the fp32 reference imports through litert-torch):
     LiteRT-LM's GPU backend crashes with a segmentation fault when both are loaded, so `verify` runs it here.
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m sdk_build.engine REQUEST.json RESULT.json", file=sys.stderr)
+        print("usage: python -m sdk_build.verify.engine REQUEST.json RESULT.json", file=sys.stderr)
         return 2
     result = run_request(json.loads(Path(args[0]).read_text()))
     Path(args[1]).write_text(json.dumps(result))

@@ -69,7 +69,7 @@ def load_torch_model(
     """The fp32 litert-torch `Decoder` for `checkpoint`, in eval mode, with a causal-mask cache of `mask_cache_size`.
 
     `lora_inputs` gives the decoder whose forward also takes runtime LoRA weights (`sdk_build.lora.litert_decoder`);
-    `window_kv_cache` the one whose sliding-window layers keep window-sized ring caches (`sdk_build.window_cache`).
+    `window_kv_cache` the one whose sliding-window layers keep window-sized ring caches (`sdk_build.convert.window_cache`).
     """
     import torch
     from litert_torch.generative.examples.gemma3 import decoder
@@ -83,7 +83,7 @@ def load_torch_model(
 
         model_class = LoraDecoder
     if window_kv_cache:
-        from sdk_build.window_cache import WindowCacheDecoder
+        from sdk_build.convert.window_cache import WindowCacheDecoder
 
         model_class = WindowCacheDecoder
     config = litert_model_config(checkpoint.shape, max_seq_len=max(mask_cache_size, checkpoint.shape.max_position_embeddings))

@@ -13,11 +13,11 @@ Bundles are hundreds of MB to GB over links that drop, so a download
   catalog: a stale catalog or a rebuilt file, not something to spend a gigabyte on;
 - holds an exclusive lock on the partial file, so two pulls into the same folder cannot interleave bytes.
 
-http(s) URLs go through urllib with sdk_build.transfer_guard's opener (redirects followed only to http(s); an
+http(s) URLs go through urllib with sdk_build.distribute.transfer_guard's opener (redirects followed only to http(s); an
 Authorization header is not forwarded to another host) and its stall guard: fewer than 64 KiB in a whole `timeout`
 window ends the attempt as a dropped connection, resumed by the next attempt, so a server trickling bytes cannot
 hold a pull for ever. `file:` URLs are read directly, with the same resume and verification, only when the
-`RemoteFile` allows them (a catalog on a local disk: `sdk_build.catalog_source` decides, never a remote catalog).
+`RemoteFile` allows them (a catalog on a local disk: `sdk_build.distribute.catalog_source` decides, never a remote catalog).
 A local file-system failure (a full disk, a read-only or missing folder) is a `PullError` naming the path.
 """
 
@@ -40,10 +40,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from sdk_build.atomic import atomic_write_json
+from sdk_build.artifacts.manifest import sha256_file
+from sdk_build.distribute.transfer_guard import OPENER, StallGuard
 from sdk_build.errors import IntegrityError, PullError, os_error_message
-from sdk_build.manifest import sha256_file
-from sdk_build.transfer_guard import OPENER, StallGuard
+from sdk_build.system.atomic import atomic_write_json
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_TIMEOUT_S = 30.0

@@ -1,5 +1,5 @@
 """Activation statistics for the calibrated recipes (GPTQ, OSCAR), collected by ai-edge-quantizer's own calibrator
-on real text (`sdk_build.text_corpus.CALIBRATION`).
+on real text (`sdk_build.convert.text_corpus.CALIBRATION`).
 
 Why it is done this way:
 - The float export has several signatures (prefill_32, prefill_128, ..., decode) whose fully connected ops share
@@ -18,8 +18,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from sdk_build.convert.text_corpus import CALIBRATION, TextSet
 from sdk_build.errors import BuildError
-from sdk_build.text_corpus import CALIBRATION, TextSet
 
 MAX_CALIBRATION_TOKENS = 128
 """Longest prefill signature calibrated: 128-token chunks see the attention of a real context, and the statistics

@@ -8,7 +8,7 @@ where `sdk-build verify` has checked them, i.e. LiteRT-LM on the CPU (`android-c
 memory by the catalog's own estimate. A file that is also meant for a GPU executor (LiteRT-LM's GPU backend,
 MediaPipe on Android, iOS or the web) keeps full-length caches: the ring buffer's gather/select ops and its position
 bookkeeping have not been run there. The saving is not automatic: the ring's mask and write plan cost memory in
-every prefill (`sdk_build.runtime_memory.RING_PLAN_TENSORS`), which on the real 270M outweighs the KV it saves at ekv
+every prefill (`sdk_build.artifacts.runtime_memory.RING_PLAN_TENSORS`), which on the real 270M outweighs the KV it saves at ekv
 1280 (measured +63 MB) and not at ekv 4096 (measured -35 MB).
 """
 

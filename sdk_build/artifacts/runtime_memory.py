@@ -15,7 +15,7 @@ The parts, per backend:
   first launch in memory while it writes the cache file, on later launches by mapping that file. Estimated as
   those matrices at the recipe's width plus per-output-channel scales (`weight_cache_bytes`).
 - **KV cache**: `2 (K and V) * token slots * kv_heads * head_dim * dtype bytes`, the token slots from
-  `sdk_build.kv_cache`: `ekv` per layer, or the 512-token window for sliding-window layers of bundles built with
+  `sdk_build.convert.kv_cache`: `ekv` per layer, or the 512-token window for sliding-window layers of bundles built with
   window caches. CPU (XNNPACK) keeps litert-torch's float32 tensors; GPU executors run F16 (MediaPipe's web page
   falls back to F32 without `shader-f16`: the float32 figure).
 - **activations**: the largest live tensors of the largest prefill signature P, float32: attention scores
@@ -40,7 +40,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from sdk_build.architecture import ModelShape
-from sdk_build.kv_cache import BACKEND_KV_DTYPE, WINDOW_KV_TARGETS, KvLayout, kv_layout
+from sdk_build.convert.kv_cache import BACKEND_KV_DTYPE, WINDOW_KV_TARGETS, KvLayout, kv_layout
 from sdk_build.spec import Target
 
 KV_CACHE_DTYPE = "float32"

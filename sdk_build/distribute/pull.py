@@ -1,8 +1,8 @@
 """`sdk-build pull`: choose bundles from a catalog and download them, resumably and verified, with a progress bar.
 
 This is the app developer's side of the bundle folder: they pull what was built instead of building it. Catalog
-sources are in `sdk_build.catalog_source`, selection in `sdk_build.catalog`, the byte-exact download in
-`sdk_build.download`; this module ties them together and shows progress. Files are independent: one that fails
+sources are in `sdk_build.distribute.catalog_source`, selection in `sdk_build.artifacts.catalog`, the byte-exact download in
+`sdk_build.distribute.download`; this module ties them together and shows progress. Files are independent: one that fails
 does not stop the others, and `PullReport.failures` says which failed and why.
 """
 
@@ -14,13 +14,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sdk_build.atomic import check_free_space
-from sdk_build.catalog import CatalogBundle, Selection, select
-from sdk_build.catalog_source import LoadedCatalog, load_catalog
-from sdk_build.download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DownloadResult, ProgressCallback, download
+from sdk_build.artifacts.catalog import CatalogBundle, Selection, select
+from sdk_build.distribute.catalog_source import LoadedCatalog, load_catalog
+from sdk_build.distribute.download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DownloadResult, ProgressCallback, download
 from sdk_build.errors import PullError, os_error_message
-from sdk_build.progress import _quiet, console
-from sdk_build.terminal import markup_safe
+from sdk_build.system.atomic import check_free_space
+from sdk_build.system.progress import _quiet, console
+from sdk_build.system.terminal import markup_safe
 
 
 @dataclasses.dataclass

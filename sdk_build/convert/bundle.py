@@ -3,7 +3,7 @@
 `.task` goes through mediapipe's genai bundler (mediapipe<1: 1.x dropped it); `.litertlm` through
 litert-lm's builder. Both get Gemma's start/stop tokens and, for instruction-tuned checkpoints, its chat
 template, so the runtimes format prompts themselves. Both are reproducible: the same inputs give the same bytes
-(sdk_build/reproducible.py: no build time, no random id inside), `identity` naming those inputs.
+(sdk_build/system/reproducible.py: no build time, no random id inside), `identity` naming those inputs.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sdk_build.atomic import atomic_path
 from sdk_build.errors import BuildError
-from sdk_build.leftovers import work_dir
-from sdk_build.reproducible import deterministic_litertlm_metadata, normalize_zip_times
 from sdk_build.spec import BundleFormat
+from sdk_build.system.atomic import atomic_path
+from sdk_build.system.leftovers import work_dir
+from sdk_build.system.reproducible import deterministic_litertlm_metadata, normalize_zip_times
 
 START_TOKEN = "<bos>"
 STOP_TOKENS = ("<eos>", "<end_of_turn>")

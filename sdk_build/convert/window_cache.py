@@ -25,7 +25,7 @@ What it cannot do: go back. A ring slot overwritten by a later token is gone, so
 an earlier step after more than `window` tokens (checkpoints, `RewindToStep`, prefix reuse after a longer context)
 would attend over the wrong keys. `sdk-build verify` exercises LiteRT-LM's session reuse with a prompt longer than
 the window (`sdk_build.verify.long_prompt`); which targets get window caches by default is decided in
-`sdk_build.kv_cache` from what has been verified.
+`sdk_build.convert.kv_cache` from what has been verified.
 """
 
 from __future__ import annotations

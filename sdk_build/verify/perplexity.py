@@ -1,7 +1,7 @@
 """Held-out perplexity: how well a bundle and the fp32 reference predict a few thousand tokens of real text.
 
 Teacher-forced top-1 over verify's prompts judges 64 greedy positions; perplexity judges every token of a longer
-real text (`sdk_build.text_corpus.HELD_OUT`, never used for calibration), so a recipe that only keeps the argmax
+real text (`sdk_build.convert.text_corpus.HELD_OUT`, never used for calibration), so a recipe that only keeps the argmax
 but blurs the rest of the distribution shows here. The bundle side is LiteRT-LM's own scoring
 (`Session.run_text_scoring`: the log-likelihood of each target token given the session so far), the reference side
 the fp32 litert-torch model on exactly the same token ids.
@@ -18,8 +18,8 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from sdk_build.engine import scored_texts
-from sdk_build.text_corpus import HELD_OUT, TextSet
+from sdk_build.convert.text_corpus import HELD_OUT, TextSet
+from sdk_build.verify.engine import scored_texts
 
 DEFAULT_TOKENS = 2048
 """Target tokens scored (a few thousand; the HOWTOs hold about 10,000)."""
@@ -93,7 +93,7 @@ def reference_log_likelihoods(model, pieces: Sequence[Segment]) -> list[list[flo
     """fp32 log-probabilities of each segment's target tokens (one forward pass per segment)."""
     import torch
 
-    from sdk_build.model_loader import forward_from_empty_cache as _forward
+    from sdk_build.convert.model_loader import forward_from_empty_cache as _forward
 
     longest = max(len(s.context_ids) + len(s.target_ids) for s in pieces)
     model.build_mask_cache(longest)

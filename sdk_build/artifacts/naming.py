@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from sdk_build.artifacts.file_names import plain_name_problem
 from sdk_build.errors import SpecError
-from sdk_build.file_names import plain_name_problem
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, Recipe, VariantSpec
 

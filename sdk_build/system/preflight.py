@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdk_build.bundle import START_TOKEN, STOP_TOKENS
+from sdk_build.convert.bundle import START_TOKEN, STOP_TOKENS
 from sdk_build.errors import BuildError, SourceError, SpecError, os_error_message
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import VariantSpec
@@ -76,7 +76,7 @@ def check_weights(checkpoint: Checkpoint) -> None:
     """Every tensor the export reads is present with the shape config.json implies (safetensors headers only)."""
     if checkpoint.random_seed is not None:
         return  # random: weights are generated in the shape itself
-    from sdk_build.model_loader import check_tensor_names
+    from sdk_build.convert.model_loader import check_tensor_names
 
     try:
         check_tensor_names(checkpoint)

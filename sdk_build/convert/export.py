@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from sdk_build.atomic import atomic_path, check_free_space, move_into_place
 from sdk_build.gpu.layout import split_tied_embedding
-from sdk_build.leftovers import work_dir
 from sdk_build.sources.checkpoint import Checkpoint
+from sdk_build.system.atomic import atomic_path, check_free_space, move_into_place
+from sdk_build.system.leftovers import work_dir
 
 EXPORT_FORMAT_VERSION = "1"
 
@@ -40,8 +40,8 @@ class ExportOptions:
     GPU targets cut it so that every block fits one GPU buffer. The float model computes the same function."""
     window_kv_cache: bool = False
     """Sliding-window layers get KV caches of the window (512 tokens), kept as ring buffers by the graph itself
-    (`sdk_build.window_cache`); global layers keep `ekv`. No effect when `ekv` is no larger than the window.
-    Which targets get it by default: `sdk_build.kv_cache.window_kv_cache_default`."""
+    (`sdk_build.convert.window_cache`); global layers keep `ekv`. No effect when `ekv` is no larger than the window.
+    Which targets get it by default: `sdk_build.convert.kv_cache.window_kv_cache_default`."""
     lightweight_conversion: bool = True
     """litert-torch's `lightweight_conversion`: weights enter the MLIR module as resource constants instead of
     being copied into it, and LiteRT's runtime folds what the MLIR folder then cannot. The graph, its buffers and
@@ -102,7 +102,7 @@ def export_float_tflite(
     from litert_torch.generative.layers import kv_cache
     from litert_torch.generative.utilities import converter
 
-    from sdk_build.model_loader import load_torch_model
+    from sdk_build.convert.model_loader import load_torch_model
 
     params = checkpoint.shape.parameter_count
     check_free_space(destination.parent, int(params * 4 * 1.2))
@@ -125,7 +125,7 @@ def export_float_tflite(
         kvcache_layout=kv_cache.KV_LAYOUT_TRANSPOSED if options.transposed_kv_cache else kv_cache.KV_LAYOUT_DEFAULT,
     )
     with (
-        work_dir(destination.parent, ".export-") as workdir,  # owned while it runs: sdk_build/leftovers.py
+        work_dir(destination.parent, ".export-") as workdir,  # owned while it runs: sdk_build/system/leftovers.py
         _conversion_settings(lightweight_conversion=options.lightweight_conversion),
     ):
         produced = converter.convert_to_tflite(

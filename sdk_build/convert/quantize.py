@@ -33,7 +33,7 @@ fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as 
   Hessian of the layer's inputs (calibration data; min-max scales).
 - OSCAR: per input channel, a scale balancing activation and weight ranges, folded into the weights, with a MUL op
   on the activations added to the graph, then activation-weighted optimal clipping (calibration data).
-GPTQ and OSCAR calibrate on real text (`sdk_build.calibration`, `sdk_build.text_corpus`), which is part of the build
+GPTQ and OSCAR calibrate on real text (`sdk_build.convert.calibration`, `sdk_build.convert.text_corpus`), which is part of the build
 fingerprint. Which of them is the default int4 and why: README "Recipes" (`sdk_build.spec.default_int4`).
 
 The block recipes keep the embedding at int8 because that reproduces Google's published 1B files (688 / 657 MiB;
@@ -48,11 +48,11 @@ import io
 import shutil
 from pathlib import Path
 
-from sdk_build.atomic import atomic_path
-from sdk_build.calibration import CalibrationSpec, calibrate
+from sdk_build.convert.calibration import CalibrationSpec, calibrate
 from sdk_build.errors import BuildError
 from sdk_build.gpu.layout import EmbeddingStorage
 from sdk_build.spec import Recipe
+from sdk_build.system.atomic import atomic_path
 
 
 def build_recipe(recipe: Recipe) -> list[dict] | None:
@@ -142,12 +142,12 @@ def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path, *, tok
     """Write the `recipe`-quantized copy of `float_model` to `destination` (atomically).
 
     Calibrated recipes (`Recipe.calibrated`) run `calibration`'s text, tokenized by `tokenizer`, through the float
-    model first (`sdk_build.calibration`). The quantizer writes through a memory map; `mmap_guard` makes a full disk
+    model first (`sdk_build.convert.calibration`). The quantizer writes through a memory map; `mmap_guard` makes a full disk
     an OSError there instead of SIGBUS.
     """
     from ai_edge_quantizer import quantizer
 
-    from sdk_build import mmap_guard
+    from sdk_build.system import mmap_guard
 
     mmap_guard.install()
     plan = build_recipe(recipe)

@@ -1,4 +1,4 @@
-"""Child-process entry point for the float export: `python -m sdk_build.export_worker REQUEST.pkl`.
+"""Child-process entry point for the float export: `python -m sdk_build.convert.export_worker REQUEST.pkl`.
 
 The export is run in its own process so that the 4-6 GB litert-torch holds while converting is returned to
 the OS when it ends (the parent goes on quantizing and bundling), and so that its peak RSS can be measured
@@ -16,9 +16,9 @@ from pathlib import Path
 
 def main(request_path: str) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from sdk_build import mmap_guard
-    from sdk_build.export import export_float_tflite
-    from sdk_build.memory import own_peak_rss_bytes
+    from sdk_build.convert.export import export_float_tflite
+    from sdk_build.system import mmap_guard
+    from sdk_build.system.memory import own_peak_rss_bytes
 
     mmap_guard.install()  # a full disk: an OSError in the log, not a silent SIGBUS
 

@@ -11,14 +11,14 @@ Accepted sources:
   `hf_hub_url` (the Hub redirects to its CDN) with huggingface_hub's headers (your token, if logged in), by the same
   resumable, verified downloader as every other source. `HF_ENDPOINT` is honoured; offline it fails in seconds.
 
-Bundle URLs are resolved against the catalog's own URL (see `sdk_build.catalog`).
+Bundle URLs are resolved against the catalog's own URL (see `sdk_build.artifacts.catalog`).
 
 **Trust.** A catalog from elsewhere is data, not instructions: it may only lead where it came from. A catalog
 fetched over http(s) or from the Hub may name http(s) bundle URLs only (a `file:` URL there would copy a local file
 of the attacker's choosing into `--dest`); only a catalog read from the local disk may name `file:` URLs. A
 catalog is at most `MAX_CATALOG_BYTES` (refused beyond, not read whole), must arrive without stalling
-(`sdk_build.transfer_guard`), and is checked against its JSON Schema before anything acts on it
-(`sdk_build.catalog.parse_catalog`).
+(`sdk_build.distribute.transfer_guard`), and is checked against its JSON Schema before anything acts on it
+(`sdk_build.artifacts.catalog.parse_catalog`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdk_build.catalog import CATALOG_NAME, CatalogBundle, parse_catalog
-from sdk_build.download import USER_AGENT, RemoteFile
+from sdk_build.artifacts.catalog import CATALOG_NAME, CatalogBundle, parse_catalog
+from sdk_build.artifacts.json_shape import decode_json
+from sdk_build.distribute.download import USER_AGENT, RemoteFile
+from sdk_build.distribute.transfer_guard import OPENER, StallGuard, read_body
 from sdk_build.errors import CatalogError, PullError, os_error_message
-from sdk_build.json_shape import decode_json
 from sdk_build.sources.reachability import unreachable
-from sdk_build.transfer_guard import OPENER, StallGuard, read_body
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 _HF = re.compile(r"^hf:([\w.-]+/[\w.-]+)(?:@([\w./-]+))?$")

@@ -104,7 +104,7 @@ CALIBRATION = TextSet(
         "tutorial/classes.rst.txt",
     ),
 )
-"""What GPTQ and OSCAR calibrate on (sdk_build.calibration)."""
+"""What GPTQ and OSCAR calibrate on (sdk_build.convert.calibration)."""
 
 HELD_OUT = TextSet(
     "python-howtos",

@@ -30,8 +30,8 @@ entry or the reverse. Each entry records the file's `mtime_ns` at publication: a
 that stamp (and size) is reading the bytes the sha256 describes; any other stamp means the file was changed by
 something else and must be hashed before its sha256 is claimed.
 
-**Reading.** `load_manifest` checks the whole document against the entries' field types (`sdk_build.json_shape`)
-and every `file` against the plain-file-name rule (`sdk_build.file_names`), so a manifest of the wrong shape, not
+**Reading.** `load_manifest` checks the whole document against the entries' field types (`sdk_build.artifacts.json_shape`)
+and every `file` against the plain-file-name rule (`sdk_build.artifacts.file_names`), so a manifest of the wrong shape, not
 UTF-8, or naming a path outside the folder is one `ManifestError` naming the file and the field, never a
 `TypeError` far away.
 """
@@ -48,10 +48,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sdk_build.atomic import atomic_write_json
+from sdk_build.artifacts.file_names import plain_name_problem
+from sdk_build.artifacts.json_shape import ShapeError, check_fields, decode_json
 from sdk_build.errors import ManifestError, os_error_message
-from sdk_build.file_names import plain_name_problem
-from sdk_build.json_shape import ShapeError, check_fields, decode_json
+from sdk_build.system.atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".manifest.lock"
