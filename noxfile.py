@@ -94,7 +94,7 @@ def lab_gpu(session: nox.Session) -> None:
     sdk_build(session, "build", "--recipe", "dynamic_int8", "--ekv", "1024", "--prefill", "32", "--prefill", "128",
               "--target", "web-gpu", "--output", "bundles/gpu")
     if one_b:
-        sdk_build(session, "matrix", "--checkpoint", ONE_B, "--targets", "android-gpu", "web-gpu", "--output",
+        sdk_build(session, "matrix", "--checkpoint", ONE_B, "--target", "android-gpu", "web-gpu", "--output",
                   "bundles/gpu")
     lab(session, "gpu", "--bundles", "bundles/gpu", "--format", "task", "--runs", "3", "--warmup", "1",
         "--prefill", "512", "--decode", "128", "--report-dir", "reports/lab/gpu", *args)
@@ -112,7 +112,7 @@ def lab_android(session: nox.Session) -> None:
 @nox.session
 def web_screenshot(session: nox.Session) -> None:
     session.run(PY, "-m", "web_demo.screenshot", "--bundles", "bundles", "--max-tokens", "32",
-                "--out", "docs/web_demo_screenshot.png", *session.posargs)
+                "--output", "docs/web_demo_screenshot.png", *session.posargs)
 
 
 def bench_script(session: nox.Session, name: str, *args: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from android_bridge.errors import AndroidBridgeError, BenchmarkTimeoutError, DeviceDisconnectedError
+from sdk_build.artifacts.manifest import MANIFEST_NAME, load_manifest
 
 HELP = {
     "adb_host": "adb server host (default: ADB_SERVER_SOCKET, ANDROID_ADB_SERVER_HOST, 127.0.0.1)",
@@ -48,55 +49,56 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m android_bridge", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "python -m android_bridge") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--adb-host", help=HELP["adb_host"])
     parser.add_argument("--adb-port", type=int, help=HELP["adb_port"])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("devices", help="list devices the adb server sees")
     connect = sub.add_parser("connect", help="adb connect HOST:PORT")
-    connect.add_argument("address")
+    connect.add_argument("address", help="HOST:PORT of a device adb can reach over TCP")
     facts = sub.add_parser("facts", help="print what a device is (JSON)")
     facts.add_argument("--serial", required=True, help=HELP["serial"])
     push = sub.add_parser("push", help="push a file unless the device has the same sha256 (resumable)")
     push.add_argument("--serial", required=True, help=HELP["serial"])
-    push.add_argument("file", type=_existing_file)
-    push.add_argument("--remote-dir", default="/data/local/tmp/gemma-edge")
+    push.add_argument("file", type=_existing_file, help="the file to push (a bundle)")
+    push.add_argument("--remote-dir", default="/data/local/tmp/gemma-edge",
+                      help="folder on the device (default /data/local/tmp/gemma-edge)")
     push.add_argument("--chunk-mib", type=_positive, default=64, help="resume granularity, MiB")
     bench = sub.add_parser("bench", help="benchmark bundles on a device with litert_lm_main")
     bench.add_argument("--serial", required=True, help=HELP["serial"])
     bench.add_argument("--bundle", type=_existing_file, action="append", default=[], help="a bundle file (repeatable)")
-    bench.add_argument("--bundle-dir", type=_existing_dir, help=HELP["bundle_dir"])
+    bench.add_argument("--bundles", "--bundle-dir", dest="bundle_dir", type=_existing_dir,
+                       help=HELP["bundle_dir"] + " (--bundle-dir: its older name)")
     bench.add_argument("--binary", type=Path, default=os.environ.get("LITERT_LM_MAIN"), help=HELP["binary"])
     bench.add_argument("--lib", type=_existing_file, action="append", default=[],
                        help="shared library to push beside the binary (GPU accelerator .so), repeatable")
     bench.add_argument("--backend", choices=("cpu", "gpu"), action="append", help="repeatable (default: cpu)")
-    bench.add_argument("--prefill", type=_positive, default=256)
-    bench.add_argument("--decode", type=_positive, default=256)
-    bench.add_argument("--runs", type=_positive, default=3)
-    bench.add_argument("--warmup", type=int, default=1)
+    bench.add_argument("--prefill", type=_positive, default=256, help="prefill tokens (default 256)")
+    bench.add_argument("--decode", type=_positive, default=256, help="decode tokens (default 256)")
+    bench.add_argument("--runs", type=_positive, default=3, help="measured runs per bundle (default 3)")
+    bench.add_argument("--warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
     bench.add_argument("--threads", type=int, default=None,
                        help="--num_cpu_threads (default: number of big cores; 0: omit)")
     bench.add_argument("--thermal-limit", type=float, default=40.0, help=HELP["thermal_limit"])
     bench.add_argument("--cooldown-max", type=float, default=600.0, help="longest wait for cooling, seconds")
     bench.add_argument("--timeout", type=float, default=600.0, help=HELP["timeout"])
-    bench.add_argument("--out", type=Path, default=Path("reports/android.json"), help=HELP["out"])
+    bench.add_argument("--output", "--out", dest="out", type=Path, default=Path("reports/android.json"),
+                       help=HELP["out"] + " (--out: its older name)")
     bench.add_argument("--log-dir", type=Path, help="keep each run's raw litert_lm_main log here")
     return parser
 
 
 def bundles_in(folder: Path) -> list[Path]:
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        entries = json.loads(manifest.read_text(encoding="utf-8")).get("bundles", [])
-        found = [folder / e["file"] for e in entries if (folder / e["file"]).is_file()]
+    if (folder / MANIFEST_NAME).is_file():
+        found = [folder / e.file for e in load_manifest(folder).bundles if (folder / e.file).is_file()]
     else:
         found = sorted([*folder.glob("*.task"), *folder.glob("*.litertlm")])
     return found
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m android_bridge") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return _dispatch(args)
     except AndroidBridgeError as exc:

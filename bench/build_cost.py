@@ -197,7 +197,7 @@ def run_ours(
             str(cache),
             "--jobs",
             str(jobs),
-            "--json",
+            "--report",
             str(table),
         ],
         log=work / f"ours-jobs{jobs}.log",
@@ -221,7 +221,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.build_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="random:gemma3-1b-it")
     parser.add_argument("--matrix", type=Path, default=DEFAULT_MATRIX)
-    parser.add_argument("--targets", nargs="+", choices=[t.value for t in Target])
+    parser.add_argument("--target", "--targets", dest="targets", action="extend", nargs="+", choices=[t.value for t in Target],
+                        help="only these targets (repeatable)")
     parser.add_argument("--variants", nargs="+", help="recipe@ekv or output names (default: every variant)")
     parser.add_argument("--ekv", type=int, help="override every variant's ekv (e.g. 1024 for the 270M)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir, removed)")

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from sdk_build.artifacts.manifest import load_manifest
-from sdk_build.cli import _print_report
+from sdk_build.cli.verify import print_report
 from sdk_build.verify import DEFAULT_PROMPTS, ReferencePlan, reference_plan, score
 from sdk_build.verify.engine import EngineConfig
 
@@ -64,7 +64,7 @@ def score_results(bundle: Path, out: Path) -> None:
         report.adapter = {"device": result.get("device") or {"name": "?", "driver": "?", "software": False,
                                                              "f16": True, "max_storage_buffer_range": 0},
                           "engine": result.get("adapter")}
-        _print_report(report)
+        print_report(report)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`python -m device_tests.lab {host,web,android,judge} ...`: the device lab's command line.
+"""`python -m device_tests.lab {host,gpu,web,android,judge} ...`: the device lab's command line.
 
 Only parses and validates arguments, calls `session.run_lab` / `session.judge_results`, and prints one
 line per result. Exit status: 0 when nothing regressed (pass, no baseline, different device: no verdict,
@@ -20,7 +20,7 @@ from device_tests.errors import LabError
 from device_tests.evaluate import Evaluation
 from device_tests.policy import load_policy
 from device_tests.record import BenchmarkResult
-from device_tests.session import EXIT_ERROR, SURFACES, LabRequest, judge_results, run_lab
+from device_tests.session import EXIT_ERROR, LabRequest, judge_results, run_lab
 from device_tests.stats import measured_metrics
 
 DEFAULT_REPORT_DIR = Path("reports") / "lab"
@@ -60,49 +60,61 @@ def _precisions(value: str) -> tuple[str, ...]:
     return items
 
 
-def build_parser() -> argparse.ArgumentParser:
+SURFACE_HELP = {
+    "host": "this CPU via litert-lm",
+    "gpu": "this machine's GPU engine via LiteRT-LM (F16 and F32; a software Vulkan device such as lavapipe where "
+           "there is no GPU)",
+    "web": "Chromium via the demo page",
+    "android": "a phone via adb",
+    "judge": "judge recorded result JSON files without running anything",
+}
+
+# What a surface's request holds for the options only other surfaces take.
+SURFACE_OPTION_DEFAULTS = {
+    "threads": 2, "cpus": None, "skip_engine_warmup": False, "precision": ("F16", "F32"), "chromium": None,
+    "serial": None, "backend": "cpu", "binary": None, "android_threads": None, "adb_host": None, "adb_port": None,
+    "thermal_limit": None, "results": [],
+}
+
+
+def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentParser:
+    """One subcommand per surface, each taking the common options and only its own: a web-only flag given to
+    `host` is an error, not silently ignored."""
     parser = argparse.ArgumentParser(
-        prog="python -m device_tests.lab",
+        prog=prog,
         description="Benchmark bundles on a surface, compare with the published figures and the last good run.",
     )
-    parser.add_argument(
-        "surface",
-        choices=(*SURFACES, "judge"),
-        help="host: this CPU via litert-lm; gpu: this machine's GPU engine via LiteRT-LM (F16 and F32; a software "
-        "Vulkan device such as lavapipe where there is no GPU); web: Chromium via the demo page; android: a phone via adb; "
-        "judge: judge recorded result JSON files without running anything",
-    )
-    parser.add_argument("results", nargs="*", type=Path, help="judge only: BenchmarkResult JSON files (or lab reports)")
-    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder with bundles + manifest.json")
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder with bundles + manifest.json")
+    common.add_argument(
         "--select",
         action="append",
         default=[],
         metavar="KEY=V[,V]",
         help="only bundles whose manifest KEY (file, model, quantization, ekv, target, format) is one of V",
     )
-    parser.add_argument(
+    common.add_argument(
         "--format",
         action="append",
         default=[],
         choices=("task", "litertlm"),
         help="bundle formats to run (default: all)",
     )
-    parser.add_argument("--runs", type=int, default=5, help="measured runs per bundle (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
-    parser.add_argument(
+    common.add_argument("--runs", type=int, default=5, help="measured runs per bundle (default 5)")
+    common.add_argument("--warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
+    common.add_argument(
         "--prefill",
         type=int,
         default=256,
         help="prefill tokens (default 256; web and LiteRT-LM README rows: 1024; prefill + decode must fit the ekv)",
     )
-    parser.add_argument("--decode", type=int, default=128, help="decode tokens (default 128; published rows: 256)")
-    parser.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where JSON/HTML reports go")
-    parser.add_argument("--history", type=Path, default=None, help="history JSONL (default REPORT_DIR/history.jsonl)")
-    parser.add_argument("--no-history", action="store_true", help="do not append this run to the history")
-    parser.add_argument("--baselines", type=Path, default=None, help="baselines TOML (default: the shipped one)")
-    parser.add_argument("--policy", type=Path, default=None, help="policy TOML (default: the shipped one)")
-    parser.add_argument(
+    common.add_argument("--decode", type=int, default=128, help="decode tokens (default 128; published rows: 256)")
+    common.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where JSON/HTML reports go")
+    common.add_argument("--history", type=Path, default=None, help="history JSONL (default REPORT_DIR/history.jsonl)")
+    common.add_argument("--no-history", action="store_true", help="do not append this run to the history")
+    common.add_argument("--baselines", type=Path, default=None, help="baselines TOML (default: the shipped one)")
+    common.add_argument("--policy", type=Path, default=None, help="policy TOML (default: the shipped one)")
+    common.add_argument(
         "--tolerance",
         type=_key_float,
         action="append",
@@ -110,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METRIC=F",
         help="allowed fraction worse than the reference, e.g. decode_tokens_per_s=0.15",
     )
-    parser.add_argument(
+    common.add_argument(
         "--gate",
         type=_key_bool,
         action="append",
@@ -118,9 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METRIC=on|off",
         help="whether a metric can fail the run, e.g. ttft_s=on",
     )
-    parser.add_argument("--cv-limit", type=float, default=None, help="spread above which a run is unstable (0.10)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark process/page")
-    host = parser.add_argument_group("host")
+    common.add_argument("--cv-limit", type=float, default=None, help="spread above which a run is unstable (0.10)")
+    common.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark process/page")
+    surfaces = parser.add_subparsers(dest="surface", required=True, metavar="{" + ",".join(SURFACE_HELP) + "}")
+    sub = {name: surfaces.add_parser(name, parents=[common], help=text, description=text)
+           for name, text in SURFACE_HELP.items()}
+    host = sub["host"]
     host.add_argument("--threads", type=int, default=2, help="CPU threads (--cpu-thread-count; default 2)")
     host.add_argument("--cpus", type=_cpus, default=None, help="cores to pin to (default: the first THREADS)")
     host.add_argument(
@@ -128,13 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pass --skip-warmup to litert-lm (no warm-up pass inside each process; faster, colder)",
     )
-    web = parser.add_argument_group("web and gpu")
-    web.add_argument("--precision", type=_precisions, default=("F16", "F32"),
-                     help="activation precisions to run, F16,F32 (default both; each is its own result)")
+    for web in (sub["web"], sub["gpu"]):
+        web.add_argument("--precision", type=_precisions, default=("F16", "F32"),
+                         help="activation precisions to run, F16,F32 (default both; each is its own result)")
+    web = sub["web"]
     web.add_argument("--chromium", default=None, help="Chromium/Chrome executable (default: found automatically)")
-    android = parser.add_argument_group("android")
+    android = sub["android"]
     android.add_argument("--serial", default=None, help="adb serial of the phone")
-    android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu")
+    android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
+                         help="LiteRT-LM backend on the phone (default cpu)")
     android.add_argument(
         "--binary",
         default=os.environ.get("LITERT_LM_MAIN"),
@@ -149,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     android.add_argument("--adb-host", default=None, help="adb server host (default: the bridge's)")
     android.add_argument("--adb-port", type=int, default=None, help="adb server port (default: the bridge's)")
     android.add_argument("--thermal-limit", type=float, default=None, help="cool down below this many C before a run")
+    sub["judge"].add_argument("results", nargs="+", type=Path, help="BenchmarkResult JSON files (or lab reports)")
+    for surface in sub.values():
+        own = {action.dest for action in surface._actions}
+        surface.set_defaults(**{k: v for k, v in SURFACE_OPTION_DEFAULTS.items() if k not in own})
     return parser
 
 
@@ -225,12 +246,10 @@ def describe(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m device_tests.lab") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if args.results and args.surface != "judge":
-        parser.error(f"unexpected arguments {[str(r) for r in args.results]} (result files are for `judge` only)")
     try:
         request = request_from_args(args, argv)
         if args.surface == "judge":

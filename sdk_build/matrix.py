@@ -1,4 +1,7 @@
-"""The target matrix: a TOML file (targets -> variants) read into typed specs, planned and built.
+"""The build plan: a TOML file (targets -> variants) read into typed specs, planned and built.
+
+One format for every set: the demo set (`matrices/demo.toml`, one target) and Google's 1B set
+(`matrices/gemma3_1b.toml`) are both plans; `--matrix NAME` names a shipped one, `--matrix PATH` any file.
 
 The plan groups variants by float export (ekv, prefill set): each group exports once, then quantizes per recipe.
 Identical variants listed under several targets (Google ships one file for Android CPU, GPU and iOS) are built
@@ -10,18 +13,55 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import time
+import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sdk_build.architecture import ModelShape
-from sdk_build.bundle_set import read_toml, variant_from_table
 from sdk_build.errors import BuildError, SpecError
-from sdk_build.spec import Target, VariantSpec, parse_enum
+from sdk_build.spec import Target, VariantSpec, make_variant, parse_enum
 
 if TYPE_CHECKING:
     from sdk_build.lora.spec import LoraSpec
 
-DEFAULT_MATRIX = Path(__file__).with_name("matrices") / "gemma3_1b.toml"
+PLANS_DIR = Path(__file__).with_name("matrices")
+DEFAULT_MATRIX = PLANS_DIR / "gemma3_1b.toml"
+DEMO_PLAN = PLANS_DIR / "demo.toml"
+VARIANT_KEYS = frozenset({"recipe", "ekv", "prefill_lengths", "formats", "output_name"})
+
+
+def shipped_plans() -> list[str]:
+    return sorted(path.stem for path in PLANS_DIR.glob("*.toml"))
+
+
+def plan_path(value: str | Path) -> Path:
+    """A plan file's path, or the name of a shipped plan (`demo`, `gemma3_1b`)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if path.suffix == "" and (PLANS_DIR / f"{value}.toml").is_file():
+        return PLANS_DIR / f"{value}.toml"
+    raise SpecError(f"{value} is neither a plan file nor a shipped plan (shipped: {', '.join(shipped_plans())})")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError(f"{path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def variant_from_table(item: dict[str, Any], where: str, *, target: str,
+                       prefill_lengths: list[int] | None = None) -> VariantSpec:
+    """One `{recipe = ..., ekv = ...}` table of a target -> VariantSpec."""
+    unknown = set(item) - VARIANT_KEYS
+    if unknown:
+        raise SpecError(f"{where} has unknown keys {sorted(unknown)} (known: {', '.join(sorted(VARIANT_KEYS))})")
+    if "recipe" not in item or "ekv" not in item:
+        raise SpecError(f"{where} needs at least 'recipe' and 'ekv'")
+    return make_variant(**{"prefill_lengths": prefill_lengths, **item, "target": target})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +99,9 @@ class Matrix:
         return list(merged.values())
 
 
-def load_matrix(path: Path | None = None) -> Matrix:
-    path = Path(path) if path else DEFAULT_MATRIX
+def load_matrix(path: str | Path | None = None) -> Matrix:
+    """The plan at `path` (a file or a shipped plan's name; default Google's 1B set)."""
+    path = plan_path(path) if path else DEFAULT_MATRIX
     data = read_toml(path)
     prefill = data.get("default_prefill_lengths")
     targets: dict[Target, tuple[VariantSpec, ...]] = {}

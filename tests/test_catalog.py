@@ -1,7 +1,7 @@
 """The catalog apps read: built from manifests, validated against its JSON Schema, served at /api/catalog.
 
 Covers the tiny bundles (built by the real pipeline), the Gemma 3 270M default set and the 1B target matrix
-(manifest entries made from the real spec files, sdk_build/defaults.toml and matrices/gemma3_1b.toml, with
+(manifest entries made from the real spec files, sdk_build/matrices/demo.toml and gemma3_1b.toml, with
 measured or published sizes, so the test needs no multi-GB bundle), the memory estimate against the KV-cache
 tensors of a real bundle, and the reader's refusals.
 """
@@ -36,12 +36,11 @@ from sdk_build.artifacts.catalog import (
 from sdk_build.artifacts.manifest import BundleEntry, load_manifest
 from sdk_build.artifacts.naming import bundle_filename
 from sdk_build.artifacts.runtime_memory import window_kv_cache_default
-from sdk_build.bundle_set import load_bundle_set
 from sdk_build.convert.bundle import START_TOKEN, STOP_TOKENS, prompt_template
 from sdk_build.convert.export import ExportOptions
 from sdk_build.convert.kv_cache import kv_layout
 from sdk_build.errors import CatalogError
-from sdk_build.matrix import load_matrix
+from sdk_build.matrix import DEMO_PLAN, load_matrix
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import BundleFormat, VariantSpec
 
@@ -147,7 +146,8 @@ def matrix_1b_entries() -> list[BundleEntry]:
 
 
 def defaults_270m_entries() -> list[BundleEntry]:
-    checkpoint_ref, variants = load_bundle_set()  # sdk_build/defaults.toml
+    plan = load_matrix(DEMO_PLAN)
+    checkpoint_ref, variants = plan.checkpoint, [planned.spec for planned in plan.plan()]
     return [
         spec_entry(
             "gemma3-270m",

@@ -133,7 +133,7 @@ def test_matrix_command_reports_sizes_against_published_ones(
                     'variants = [{ recipe = "dynamic_int8", ekv = 128, prefill_lengths = [32], output_name = "tiny-int8-web" }]\n')
     table = tmp_path / "matrix.json"
     code = main(["matrix", "--matrix", str(path), "--checkpoint", str(tiny_checkpoint_dir), "--output",
-                 str(tmp_path / "out"), "--cache-dir", str(gemma_edge_cache), "--allow-custom-shape", "--json", str(table)])
+                 str(tmp_path / "out"), "--cache-dir", str(gemma_edge_cache), "--allow-custom-shape", "--report", str(table)])
     assert code == 0
     (row,) = json.loads(table.read_text())
     assert row["file"] == "tiny-int8-web.task" and row["published_mib"] == 0.01

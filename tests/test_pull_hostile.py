@@ -3,7 +3,7 @@
 The servers are written here byte by byte (`pull_support.HostileHost`); the client is the real CLI or `pull()`.
 What must hold: a remote catalog can only lead to http(s) resources; no transfer can be held open by trickling;
 a malformed or huge catalog is refused before anything acts on it; every failure is one line naming the cause,
-with text from outside printed harmless; nothing is written outside `--dest`.
+with text from outside printed harmless; nothing is written outside `--output`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test_a_remote_catalog_cannot_make_pull_copy_a_local_file(tmp_path: Path) -> 
         (entry(names[2], data), "/files/ok.task"),
     ]
     with HostileHost({"/catalog.json": serve(catalog_bytes(*bundles)), "/files/ok.task": serve(data)}) as host:
-        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--dest", str(tmp_path / "dest"))
+        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--output", str(tmp_path / "dest"))
     lines = error_lines(result)
     assert result.returncode == 1 and len(lines) == 2
     assert all("may only lead to http or https" in line for line in lines)
@@ -179,12 +179,12 @@ def malformed_catalogs() -> dict[str, bytes]:
 def test_a_malformed_catalog_is_one_line(tmp_path: Path, case: str) -> None:
     body = malformed_catalogs()[case]
     with HostileHost({"/catalog.json": serve(body)}) as host:
-        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--dest", str(tmp_path / "dest"))
+        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--output", str(tmp_path / "dest"))
     assert result.returncode == 2
     assert len(error_lines(result)) == 1
     local = tmp_path / "catalog.json"
     local.write_bytes(body)
-    result, _ = cli("pull", "--from", str(local), "--list", "--dest", str(tmp_path / "dest"))
+    result, _ = cli("pull", "--from", str(local), "--list", "--output", str(tmp_path / "dest"))
     assert result.returncode == 2 and len(error_lines(result)) == 1
 
 
@@ -219,7 +219,7 @@ def test_unsafe_names_in_a_catalog_are_refused_and_printed_harmless(tmp_path: Pa
     doc = json.loads(catalog_bytes((entry("x.task", b"data"), "x.task")))
     doc["bundles"][0]["file"] = name
     with HostileHost({"/catalog.json": serve(json.dumps(doc).encode())}) as host:
-        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--dest", str(tmp_path / "dest"))
+        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--output", str(tmp_path / "dest"))
     [line] = error_lines(result)
     assert result.returncode == 2 and "not a plain file name" in line
     assert "\u202e" not in line and "\n" not in line.strip()
@@ -237,8 +237,8 @@ def test_text_from_outside_is_printed_without_escapes_or_markup(tmp_path: Path) 
         "/gone.task": lambda sock, head: sock.sendall(http_answer(error_body, "410 Gone")),
     }
     with HostileHost(routes) as host:
-        listed, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--list", "--dest", str(tmp_path))
-        pulled, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--dest", str(tmp_path / "dest"))
+        listed, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--list", "--output", str(tmp_path))
+        pulled, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--output", str(tmp_path / "dest"))
     assert listed.returncode == 0 and "\x1b" not in listed.stdout and "\x07" not in listed.stdout
     assert "\\x1b]0;owned\\x07[bold red]target[/]" in listed.stdout  # shown as text, not obeyed
     [line] = error_lines(pulled)
@@ -253,7 +253,7 @@ def test_dest_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "dest").write_text("a file")
     with HostileHost({"/catalog.json": serve(catalog_bytes((entry("x.task", data), "/x.task"))),
                       "/x.task": serve(data)}) as host:
-        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--dest", str(tmp_path / "dest"))
+        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--output", str(tmp_path / "dest"))
     [line] = error_lines(result)
     assert result.returncode == 2 and "is a file" in line
 
@@ -263,7 +263,7 @@ def test_a_read_only_dest_is_one_line(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "ro", "1m", read_only=True) as dest, HostileHost(
         {"/catalog.json": serve(catalog_bytes((entry("x.task", data), "/x.task"))), "/x.task": serve(data)}
     ) as host:
-        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--dest", str(dest))
+        result, _ = cli("pull", "--from", host.base_url + "/catalog.json", "--output", str(dest))
     [line] = error_lines(result)
     assert result.returncode == 2 and "not writable" in line
 
@@ -283,7 +283,7 @@ def test_a_disk_that_fills_during_the_download_is_one_line_and_the_partial_is_ke
         {"/catalog.json": serve(catalog_bytes((entry("x.task", data), "/x.task"))), "/x.task": two_halves}
     ) as host:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sdk_build", "pull", "--from", host.base_url + "/catalog.json", "--dest",
+            [sys.executable, "-m", "sdk_build", "pull", "--from", host.base_url + "/catalog.json", "--output",
              str(dest), "--retries", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "GEMMA_EDGE_QUIET": "1"},
         )

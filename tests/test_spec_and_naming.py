@@ -71,26 +71,3 @@ def test_int4_alias_is_the_targets_default_recipe() -> None:
     # the published files' recipes stay available by their own names
     assert make_variant("dynamic_int4_block32", 1024, [32]).recipe is Recipe.DYNAMIC_INT4_BLOCK32
     assert make_variant("dynamic_int4_block128", 1024, [32]).recipe is Recipe.DYNAMIC_INT4_BLOCK128
-
-
-def test_every_cli_argument_has_help_and_there_is_a_version() -> None:
-    import argparse
-
-    from sdk_build.cli import build_parser
-
-    missing = []
-
-    def walk(parser: argparse.ArgumentParser, path: str) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    walk(sub, f"{path} {name}")
-            elif not action.help and not isinstance(action, argparse._HelpAction):
-                missing.append(f"{path} {action.option_strings or action.dest}")
-
-    parser = build_parser()
-    walk(parser, "sdk-build")
-    assert not missing, f"arguments without help: {missing}"
-    with pytest.raises(SystemExit) as shown:
-        parser.parse_args(["--version"])
-    assert shown.value.code == 0

@@ -19,8 +19,8 @@ def _existing_dir(value: str) -> Path:
     return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m web_demo", description="Serve the gemma-edge WebGPU demo page.")
+def build_parser(prog: str = "python -m web_demo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve the gemma-edge WebGPU demo page.")
     parser.add_argument(
         "--bundles", type=_existing_dir, default=Path("bundles"), help="folder with bundles + manifest.json"
     )
@@ -32,11 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS, help=f"waitress worker threads (default {DEFAULT_THREADS})"
     )
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m web_demo") -> int:
+    args = build_parser(prog).parse_args(argv)
     from web_demo import create_app
     from web_demo.runtime_files import missing_runtime
     from web_demo.wsgi_server import make_server

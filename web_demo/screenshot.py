@@ -61,20 +61,27 @@ def capture_screenshot(
     return answer
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m web_demo.screenshot", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundles", type=Path, help="serve this bundle folder on a free port")
     source.add_argument("--base-url", help="use a running web_demo server")
     parser.add_argument("--bundle", help="bundle file name (default: the first .task in the manifest)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--precision", default="auto", choices=["auto", "f16", "f32"])
-    parser.add_argument("--runtime", default="auto", choices=list(RUNTIMES))
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="what to ask the model")
+    parser.add_argument("--precision", default="auto", choices=["auto", "f16", "f32"],
+                        help="activation precision the page asks for (default auto: F16 where the adapter has shader-f16)")
+    parser.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
+                        help="the page's runtime (default auto: by the bundle's format)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the answer (the real 270M: minutes)")
     parser.add_argument("--max-tokens", type=int, default=32,
                         help="prompt + answer tokens (default 32: the 270M decodes ~0.5 tok/s on SwiftShader)")
-    parser.add_argument("--out", type=Path, default=Path("docs/web_demo_screenshot.png"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--output", "--out", dest="out", type=Path, default=Path("docs/web_demo_screenshot.png"),
+                        help="PNG to write (default docs/web_demo_screenshot.png; --out: its older name)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     with contextlib.ExitStack() as stack:
         base_url = args.base_url or stack.enter_context(serve_in_thread(args.bundles))

@@ -56,14 +56,14 @@ def _still_needed(dest: Path, bundle: CatalogBundle) -> int:
 def _prepare_dest(dest: Path, chosen: list[CatalogBundle]) -> None:
     """Make `dest` a writable folder with room for what is still to come, or say in one line why it cannot be."""
     if dest.exists() and not dest.is_dir():
-        raise PullError(f"--dest {dest} is a file, not a folder; choose a folder to download into")
+        raise PullError(f"--output {dest} is a file, not a folder; choose a folder to download into")
     try:
         dest.mkdir(parents=True, exist_ok=True)
         needed = sum(_still_needed(dest, b) for b in chosen)
     except OSError as exc:
         raise PullError(os_error_message(exc, "cannot use --dest")) from None
     if not os.access(dest, os.W_OK):
-        raise PullError(f"--dest {dest} is not writable; choose a folder you can write to")
+        raise PullError(f"--output {dest} is not writable; choose a folder you can write to")
     if needed:
         check_free_space(dest, needed + 64 * 2**20)
 

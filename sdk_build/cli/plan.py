@@ -1,0 +1,104 @@
+"""`sdk-build matrix` and `sdk-build build-defaults`: build every variant of a plan (`sdk_build.matrix`).
+
+One command family over one plan format: `build-defaults` is `matrix --matrix demo` (the main job's set), and both
+take the same options (targets, jobs, LoRA, KV cache, verify).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sdk_build.cli import options
+
+
+def _add_plan_arguments(parser: argparse.ArgumentParser, default_plan: str, *plan_aliases: str) -> None:
+    from sdk_build.matrix import shipped_plans
+    from sdk_build.spec import Target
+
+    parser.add_argument("--matrix", *plan_aliases, dest="matrix", default=default_plan, metavar="PLAN",
+                        help=f"plan file, or a shipped plan: {', '.join(shipped_plans())} (default {default_plan})"
+                        + (f"; {', '.join(plan_aliases)}: its older name" if plan_aliases else ""))
+    parser.add_argument("--target", "--targets", dest="targets", action="extend", nargs="+",
+                        choices=[t.value for t in Target], metavar="TARGET",
+                        help="only these targets (repeatable; one of " + ", ".join(t.value for t in Target) + ")")
+    parser.add_argument("--checkpoint", default=None, help="overrides the plan's checkpoint")
+    options.add_output_folder(parser)
+    parser.add_argument("--jobs", type=options.positive_int, default=1,
+                        help="float exports to run at once (memory permitting; default 1)")
+    options.add_allow_custom_shape(parser)
+    parser.add_argument("--verify", action="store_true",
+                        help="verify each .task after building (LiteRT-LM CPU against the fp32 reference)")
+    parser.add_argument("--json", action="store_true", help="print the per-variant table as JSON instead of text")
+    parser.add_argument("--report", type=Path, default=None, metavar="PATH",
+                        help="also write the per-variant table as JSON here")
+    options.add_kv_cache(parser)
+    options.add_lora(parser)
+    options.add_cache_dir(parser)
+    parser.set_defaults(handler=run)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    matrix = commands.add_parser("matrix", help="build every variant of a plan (default: Google's Gemma 3 1B set)")
+    _add_plan_arguments(matrix, "gemma3_1b")
+    defaults = commands.add_parser("build-defaults", help="build the main job's bundle set (= matrix --matrix demo)")
+    _add_plan_arguments(defaults, "demo", "--file")
+
+
+def _verify(path: Path, cache_dir: Path | None) -> dict[str, Any]:
+    from sdk_build.verify import verify_bundle
+
+    report = verify_bundle(path, cache_dir=cache_dir)
+    return {"passed": report.passed, "top1_agreement": report.top1_agreement, "problems": list(report.problems),
+            "prompt": report.results[0].prompt, "bundle_text": report.results[0].bundle_text}
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdk_build.matrix import load_matrix, run_matrix
+    from sdk_build.spec import Target
+
+    matrix = load_matrix(args.matrix)
+    outcomes = run_matrix(
+        args.checkpoint or matrix.checkpoint, matrix, args.output, jobs=args.jobs, cache_dir=args.cache_dir,
+        only=tuple(Target(t) for t in args.targets) if args.targets else None,
+        allow_custom_shape=args.allow_custom_shape, lora=options.lora_spec(args),
+        window_kv_cache=options.window_kv_cache(args),
+    )
+    text = not args.json
+    rows = []
+    if text:
+        print(f"{'file':62} {'MiB':>9} {'published':>9} {'diff':>7} {'seconds':>8} {'peak GB':>8}  targets")
+    for outcome in outcomes:
+        for file, size in zip(outcome.files, outcome.bytes) or [("(failed)", 0)]:
+            difference = matrix.size_difference(file, size)
+            row = {"file": file, "bytes": size, "published_mib": matrix.published_mib.get(file),
+                   "size_difference": difference, "seconds": round(outcome.seconds, 1),
+                   "peak_rss_bytes": outcome.peak_rss_bytes, "skipped": outcome.skipped,
+                   "targets": [t.value for t in outcome.planned.targets], "error": outcome.error}
+            rows.append(row)
+            if text:
+                published = (f"{matrix.published_mib[file]:9.0f} {difference:+7.2%}" if difference is not None
+                             else f"{'-':>9} {'-':>7}")
+                print(f"{file:62} {size / 2**20:9.1f} {published} {outcome.seconds:8.1f} "
+                      f"{outcome.peak_rss_bytes / 1e9:8.1f}  {','.join(row['targets'])}"
+                      f"{'  (up to date)' if outcome.skipped else ''}")
+            if args.verify and not outcome.error and file.endswith(".task"):
+                row["verify"] = _verify(args.output / file, args.cache_dir)
+                if text:
+                    check = row["verify"]
+                    print(f"  verify: {check['prompt']!r} -> {check['bundle_text']!r}; top-1 agreement "
+                          f"{check['top1_agreement']:.1%}" + ("" if check["passed"] else f"; FAIL: {check['problems']}"))
+        if outcome.error and text:
+            print(f"  FAILED: {outcome.error}")
+    if text:
+        print(f"total {sum(o.seconds for o in outcomes):.1f} s over {len(outcomes)} variants")
+    else:
+        print(json.dumps(rows, indent=2))
+    if args.report:
+        from sdk_build.system.atomic import atomic_write_json
+
+        atomic_write_json(args.report, rows)
+    failed_checks = any(not row.get("verify", {"passed": True})["passed"] for row in rows)
+    return 1 if any(o.error for o in outcomes) or failed_checks else 0

@@ -1,0 +1,22 @@
+"""`sdk-build make-tiny`: a tiny Gemma-3-shaped checkpoint for smoke tests (`sdk_build.sources.tiny_checkpoint`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    tiny = commands.add_parser("make-tiny", help="write a tiny Gemma-3-shaped checkpoint (for smoke tests)")
+    tiny.add_argument("directory", type=Path, help="folder to write the tiny checkpoint into")
+    tiny.add_argument("--seed", type=int, default=0, help="random seed of its weights (default 0)")
+    tiny.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
+
+    print(make_tiny_checkpoint(args.directory, seed=args.seed))
+    return 0
+
+
