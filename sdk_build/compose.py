@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sdk_build.artifacts.manifest import EntryFields
 from sdk_build.pipeline import DEFAULT_OUTPUT, BuildOutcome
 from sdk_build.pipeline import build as build_plain
 
@@ -31,12 +32,14 @@ def build(
     export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
     lora: LoraSpec | None = None,
+    fields: EntryFields | None = None,
 ) -> BuildOutcome:
-    """`sdk_build.pipeline.build`, with `lora` (a PEFT adapter, fused or for runtime loading) applied when given."""
+    """`sdk_build.pipeline.build`, with `lora` (a PEFT adapter, fused or for runtime loading) applied when given;
+    `fields` go into each manifest entry as it is written (`sdk_build.artifacts.manifest.EntryFields`)."""
     common = {"cache_dir": cache_dir, "allow_custom_shape": allow_custom_shape, "force": force,
               "export_options": export_options, "checkpoint": checkpoint}
     if lora is None:
-        return build_plain(checkpoint_ref, variant, output_dir, **common)
+        return build_plain(checkpoint_ref, variant, output_dir, fields=fields, **common)
     from sdk_build.lora.build import build_with_lora
 
-    return build_with_lora(checkpoint_ref, variant, output_dir, lora, **common)
+    return build_with_lora(checkpoint_ref, variant, output_dir, lora, fields=fields, **common)

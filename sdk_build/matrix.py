@@ -184,7 +184,7 @@ def run_matrix(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sdk_build.artifacts.manifest import update_manifest
+    from sdk_build.artifacts.manifest import EntryFields
     from sdk_build.artifacts.runtime_memory import window_kv_cache_default
     from sdk_build.compose import build
     from sdk_build.convert.export import ExportOptions
@@ -218,12 +218,8 @@ def run_matrix(
                 options = None if lora is not None and window_kv_cache is None else ExportOptions(window_kv_cache=window)
                 try:
                     outcome = build(checkpoint_ref, planned.spec, output_dir, cache_dir=cache_dir,
-                                    checkpoint=checkpoint, lora=lora, export_options=options)
-                    for entry in outcome.entries:
-                        targets = [t.value for t in planned.targets]
-                        if entry.extra.get("targets") != targets:
-                            entry.extra["targets"] = targets
-                            update_manifest(output_dir, entry)
+                                    checkpoint=checkpoint, lora=lora, export_options=options,
+                                    fields=EntryFields(targets=tuple(t.value for t in planned.targets)))
                     results.append(VariantOutcome(
                         planned, [e.file for e in outcome.entries], outcome.skipped, time.monotonic() - started,
                         max(e.peak_rss_bytes for e in outcome.entries), [e.bytes for e in outcome.entries]))

@@ -26,7 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from sdk_build.artifacts.manifest import BundleEntry, load_manifest, publish_bundle, sha256_file
+from sdk_build.artifacts.manifest import (
+    BundleEntry,
+    EntryFields,
+    load_manifest,
+    publish_bundle,
+    sha256_file,
+    update_manifest,
+)
 from sdk_build.artifacts.naming import bundle_filename, bundle_stem
 from sdk_build.artifacts.runtime_memory import window_kv_cache_default
 from sdk_build.artifacts.versions import tool_versions
@@ -142,8 +149,12 @@ def build(
     export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
     calibration: CalibrationSpec = CalibrationSpec(),
+    fields: EntryFields | None = None,
 ) -> BuildOutcome:
     """Build every format of `variant` from `checkpoint_ref` into `output_dir`; return the manifest entries.
+
+    Each entry is written once, with `fields` (targets, LoRA record) from the callers above; an up-to-date bundle
+    whose entry lacks them gets them here, the file untouched.
 
     LoRA adapters are composed around this (`sdk_build.compose.build`, `sdk_build.lora.build`). Without
     `export_options`, the variant's target decides whether local layers get window-sized KV caches
@@ -151,6 +162,7 @@ def build(
     text calibrated recipes (GPTQ, OSCAR) run through the float model (`sdk_build.convert.calibration`).
     """
     started = time.monotonic()
+    fields = fields or EntryFields()
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
@@ -171,6 +183,9 @@ def build(
     }
     if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
         entries = [manifest.find(name) for name, _ in wanted.values()]
+        for entry in entries:
+            if entry is not None and fields.apply(entry):
+                update_manifest(output_dir, entry)
         console.print(f"[green]up to date[/] {markup_safe(', '.join(n for n, _ in wanted.values()))}")
         return BuildOutcome([e for e in entries if e], skipped=True, seconds=time.monotonic() - started)
 
@@ -227,6 +242,7 @@ def build(
                        "model_shape": dataclasses.asdict(checkpoint.shape)},
                 reproducible=True,
             )
+            fields.apply(entry)
             publish_bundle(output_dir, staged, entry)
             entries.append(entry)
             console.print(f"[green]built[/] {markup_safe(name)} ({entry.bytes / 2**20:.1f} MiB)")

@@ -103,3 +103,19 @@ def test_no_import_cycle():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_pipeline_is_the_only_writer_of_bundle_entries() -> None:
+    """One manifest entry, one writer: the plan (targets) and LoRA (the adapter record) hand their fields to
+    `sdk_build.pipeline.build` instead of rewriting the entry after it; distribution never writes entries."""
+    writers = {"publish_bundle", "update_manifest"}
+    calls = []
+    for name, path in _modules().items():
+        if name == "sdk_build.artifacts.manifest" or not name.startswith("sdk_build."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if called in writers:
+                    calls.append(name)
+    assert set(calls) == {"sdk_build.pipeline"}, calls

@@ -122,7 +122,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["build", "--recipe", "int3", "--ekv", "1024"], "invalid choice: 'int3' (choose from fp32, dynamic_int8"),
+        (["build", "--recipe", "int3", "--ekv", "1024"], "invalid choice: 'int3' (choose from 'fp32', 'dynamic_int8'"),
         (["build", "--recipe", "dynamic_int8", "--ekv", "1024", "--prefill", "2048"], "ekv 1024 is smaller"),
         (["build", "--checkpoint", "/no/such/dir", "--recipe", "dynamic_int8", "--ekv", "64", "--prefill", "32"],
          "is not a folder"),

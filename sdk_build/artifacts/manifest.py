@@ -249,6 +249,28 @@ def reading(directory: Path, timeout_s: float = 5.0) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+@dataclasses.dataclass(frozen=True)
+class EntryFields:
+    """What the layers above the pipeline know about a bundle and its manifest entry records: the targets that use
+    the file (a plan), and the adapter fused into it with the base it came from (LoRA). An input of
+    `sdk_build.pipeline.build`, which writes the entry once with them, so no caller rewrites an entry afterwards."""
+
+    targets: tuple[str, ...] | None = None
+    checkpoint: dict[str, str] | None = None
+    lora: dict[str, Any] | None = None
+
+    def apply(self, entry: BundleEntry) -> bool:
+        """Set these fields on `entry`; whether anything changed."""
+        before = entry.to_dict()
+        if self.targets is not None:
+            entry.extra["targets"] = list(self.targets)
+        if self.checkpoint is not None:
+            entry.checkpoint = dict(self.checkpoint)
+        if self.lora is not None:
+            entry.lora = dict(self.lora)
+        return entry.to_dict() != before
+
+
 def update_manifest(directory: Path, entry: BundleEntry) -> Manifest:
     """Insert or replace `entry` (by file name) and rewrite the manifest atomically under a lock."""
     directory = Path(directory)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from sdk_build.artifacts.manifest import (
     AdapterEntry,
-    BundleEntry,
+    EntryFields,
     sha256_file,
-    update_manifest,
     update_manifest_adapter,
 )
 from sdk_build.artifacts.naming import bundle_stem
@@ -49,8 +48,10 @@ def build_with_lora(
     force: bool = False,
     export_options: ExportOptions | None = None,
     checkpoint: Checkpoint | None = None,
+    fields: EntryFields | None = None,
 ) -> LoraBuildOutcome:
-    """Build `variant` of `checkpoint_ref` with the PEFT adapter `lora.path` applied as `lora.mode` says."""
+    """Build `variant` of `checkpoint_ref` with the PEFT adapter `lora.path` applied as `lora.mode` says; each entry
+    is written once, pointing at the base checkpoint (not the fused copy) with the adapter's record."""
     from sdk_build.pipeline import build
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -69,6 +70,7 @@ def build_with_lora(
 
         fused = fused_checkpoint(base, adapter, cache)
         named = dataclasses.replace(variant, output_name=f"{stem}_lora-{adapter.name}")
+        record = {"mode": LoraMode.FUSED.value, **adapter.describe(), "fused_checkpoint": fused.fingerprint}
         outcome = build(
             checkpoint_ref,
             named,
@@ -77,9 +79,8 @@ def build_with_lora(
             force=force,
             export_options=export_options,
             checkpoint=fused,
+            fields=_with_lora(fields, base, record),
         )
-        record = {"mode": LoraMode.FUSED.value, **adapter.describe(), "fused_checkpoint": fused.fingerprint}
-        _record(output_dir, outcome.entries, base, record)
         return LoraBuildOutcome(outcome.entries, outcome.skipped, outcome.seconds)
 
     from sdk_build.lora.litert_lora import (
@@ -95,9 +96,9 @@ def build_with_lora(
     named = dataclasses.replace(variant, output_name=f"{stem}_lora-r{rank}")
     options = dataclasses.replace(export_options, lora_ranks=(rank,))
     outcome = build(
-        checkpoint_ref, named, output_dir, cache_dir=cache, force=force, export_options=options, checkpoint=base
+        checkpoint_ref, named, output_dir, cache_dir=cache, force=force, export_options=options, checkpoint=base,
+        fields=_with_lora(fields, base, {"mode": LoraMode.RUNTIME.value, "rank": rank}),
     )
-    _record(output_dir, outcome.entries, base, {"mode": LoraMode.RUNTIME.value, "rank": rank})
     adapter_file = write_adapter_file(adapter, base.shape, output_dir / adapter_file_name(base, adapter, rank), rank)
     _record_adapter(output_dir, adapter_file, adapter, base, rank, [e.file for e in outcome.entries])
     return LoraBuildOutcome(outcome.entries, outcome.skipped, outcome.seconds, adapter_file)
@@ -107,13 +108,9 @@ def adapter_file_name(base: Checkpoint, adapter: LoraAdapter, rank: int) -> str:
     return f"{base.display_name}_{adapter.name}_lora-r{rank}.tflite"
 
 
-def _record(output_dir: Path, entries: list[BundleEntry], base: Checkpoint, record: dict) -> None:
-    """Point the entries' `checkpoint` at the base (not the fused copy) and add the `lora` record."""
-    for entry in entries:
-        checkpoint = {"ref": base.ref, "fingerprint": base.fingerprint}
-        if entry.checkpoint != checkpoint or entry.lora != record:
-            entry.checkpoint, entry.lora = checkpoint, record
-            update_manifest(output_dir, entry)
+def _with_lora(fields: EntryFields | None, base: Checkpoint, record: dict) -> EntryFields:
+    """`fields` plus the `lora` record, the entry's `checkpoint` pointing at the base (not the fused copy)."""
+    return dataclasses.replace(fields or EntryFields(), checkpoint={"ref": base.ref, "fingerprint": base.fingerprint}, lora=record)
 
 
 def _record_adapter(
