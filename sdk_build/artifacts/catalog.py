@@ -3,7 +3,7 @@
 `manifest.json` is the build tool's record (tool versions, build seconds, peak RSS, local paths). The catalog is
 the public face of the same folder: per bundle its URL, size, sha256, targets and backends, quantization, KV cache
 size, prefill lengths, format, precision needs, the memory it needs at run time and on the device, and the chat
-template and stop tokens. Its JSON Schema ships in `sdk_build/schemas/catalog-v1.schema.json`.
+template and stop tokens. Its JSON Schema ships in `sdk_build/artifacts/schemas/catalog-v1.schema.json`.
 
 **URLs.** Every `url` is a URI reference resolved against the URL the catalog itself was fetched from (RFC 3986
 section 5: `new URL(url, catalogUrl)` in JavaScript, `URI(catalogUrl).resolve(url)` on the JVM, `urljoin` in

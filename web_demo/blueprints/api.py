@@ -96,7 +96,7 @@ def catalog() -> Response:
 
 @bp.get("/catalog/schema")
 def catalog_schema() -> Response:
-    """The catalog's JSON Schema (version 1), the file shipped in sdk_build/schemas/."""
+    """The catalog's JSON Schema (version 1), the file shipped in sdk_build/artifacts/schemas/."""
     from sdk_build.artifacts.catalog import SCHEMA_FILE
 
     response = current_app.response_class(SCHEMA_FILE.read_bytes(), mimetype="application/schema+json")
