@@ -34,6 +34,15 @@ def _positive_int(value: str) -> int:
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
+def _executor(value: str) -> str:
+    from sdk_build.executors import check_executor
+
+    try:
+        return check_executor(value)
+    except BuildError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _byte_size(value: str) -> int:
     """A byte count such as 134217728, 128MiB or 256MB (0 allowed: "none")."""
     import re
@@ -152,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = commands.add_parser("matrix", help="build every variant of a target matrix (TOML)")
     matrix.add_argument("--matrix", type=_existing_path, default=None, help="matrix file (default: Gemma 3 1B set)")
     matrix.add_argument("--targets", nargs="+", choices=[t.value for t in Target], help="only these targets")
-    matrix.add_argument("--checkpoint", default=None, help="overrides the matrix file's checkpoint")
+    matrix.add_argument("--checkpoint", action="append", default=None,
+                        help="overrides the matrix file's checkpoint; repeat for several (one output subfolder each)")
+    matrix.add_argument("--checkpoints-file", type=_existing_path, default=None,
+                        help="a file of checkpoint references, one a line (# comments), built like repeated --checkpoint")
+    matrix.add_argument("--executor", type=_executor, default="local",
+                        help="local (default: this machine, --jobs exports at once), ray (the Ray cluster running "
+                        "here, else a new one on this machine) or ray://HEAD:PORT (a Ray cluster's client port); "
+                        "see docs/ray.md")
     matrix.add_argument("--output", type=Path, default=Path("bundles"), help="output folder (default bundles)")
     matrix.add_argument("--jobs", type=_positive_int, default=1, help="float exports to run at once (memory permitting)")
     matrix.add_argument("--allow-custom-shape", action="store_true",
@@ -290,29 +306,35 @@ def run_build_defaults(args: argparse.Namespace) -> int:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
-    from sdk_build.matrix import load_matrix
-    from sdk_build.matrix import run_matrix as build_matrix
+    from sdk_build.matrix import load_matrix, plan_job, run_jobs
+    from sdk_build.matrix_checkpoints import checkpoint_list, output_folders
     from sdk_build.spec import Target
 
     matrix = load_matrix(args.matrix)
-    outcomes = build_matrix(
-        args.checkpoint or matrix.checkpoint, matrix, args.output, jobs=args.jobs, cache_dir=args.cache_dir,
-        only=tuple(Target(t) for t in args.targets) if args.targets else None,
-        allow_custom_shape=args.allow_custom_shape, lora=_lora_spec(args),
-        window_kv_cache=None if args.kv_cache is None else args.kv_cache == "window",
-    )
+    refs = checkpoint_list(args.checkpoint, args.checkpoints_file, matrix.checkpoint)
+    folders = output_folders(refs, args.output)
+    lora = _lora_spec(args)
+    jobs = [plan_job(ref, matrix, folder, cache_dir=args.cache_dir,
+                     only=tuple(Target(t) for t in args.targets) if args.targets else None,
+                     allow_custom_shape=args.allow_custom_shape, lora=lora,
+                     window_kv_cache=None if args.kv_cache is None else args.kv_cache == "window")
+            for ref, folder in zip(refs, folders, strict=True)]
+    outcomes = run_jobs(jobs, jobs=args.jobs, executor=args.executor)
     rows = []
     print(f"{'file':62} {'MiB':>9} {'published':>9} {'diff':>7} {'seconds':>8} {'peak GB':>8}  targets")
     for outcome in outcomes:
+        folder = "" if len(refs) == 1 or outcome.output_dir is None else f"{outcome.output_dir.name}/"
         for file, size in zip(outcome.files, outcome.bytes) or [("(failed)", 0)]:
             difference = matrix.size_difference(file, size)
             published = f"{matrix.published_mib[file]:9.0f} {difference:+7.2%}" if difference is not None else f"{'-':>9} {'-':>7}"
-            print(f"{file:62} {size / 2**20:9.1f} {published} {outcome.seconds:8.1f} {outcome.peak_rss_bytes / 1e9:8.1f}  "
+            print(f"{folder + file:62} {size / 2**20:9.1f} {published} {outcome.seconds:8.1f} {outcome.peak_rss_bytes / 1e9:8.1f}  "
                   f"{','.join(t.value for t in outcome.planned.targets)}{'  (up to date)' if outcome.skipped else ''}")
             rows.append({"file": file, "bytes": size, "published_mib": matrix.published_mib.get(file),
                          "size_difference": difference, "seconds": round(outcome.seconds, 1),
                          "peak_rss_bytes": outcome.peak_rss_bytes, "skipped": outcome.skipped,
-                         "targets": [t.value for t in outcome.planned.targets], "error": outcome.error})
+                         "targets": [t.value for t in outcome.planned.targets], "error": outcome.error,
+                         **({"folder": str(outcome.output_dir)} if folder else {}),
+                         **({"node": outcome.node} if outcome.node else {})})
         if outcome.error:
             print(f"  FAILED: {outcome.error}")
     print(f"total {sum(o.seconds for o in outcomes):.1f} s over {len(outcomes)} variants")
