@@ -334,7 +334,8 @@ def run_matrix(args: argparse.Namespace) -> int:
                          "peak_rss_bytes": outcome.peak_rss_bytes, "skipped": outcome.skipped,
                          "targets": [t.value for t in outcome.planned.targets], "error": outcome.error,
                          **({"folder": str(outcome.output_dir)} if folder else {}),
-                         **({"node": outcome.node} if outcome.node else {})})
+                         **({"node": outcome.node, "node_id": outcome.node_id} if outcome.node else {}),
+                         **({"export_node_id": outcome.export_node_id} if outcome.export_node_id else {})})
         if outcome.error:
             print(f"  FAILED: {outcome.error}")
     print(f"total {sum(o.seconds for o in outcomes):.1f} s over {len(outcomes)} variants")

@@ -125,6 +125,8 @@ class VariantOutcome:
     node: str = ""
     """Where it was built: empty for the local executor; `host (ip, node id)` with `--executor ray`."""
     node_id: str = ""
+    export_node_id: str = ""
+    """The Ray node that made the float export, when this run made it (empty: local, or already cached)."""
     output_dir: Path | None = None
 
 

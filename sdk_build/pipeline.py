@@ -107,10 +107,11 @@ def resolve_export_options(
 
 def wanted_bundles(
     checkpoint: Checkpoint, variant: VariantSpec, export_options: ExportOptions,
-    calibration: CalibrationSpec = CalibrationSpec(),
+    calibration: CalibrationSpec | None = None,
 ) -> dict[BundleFormat, tuple[str, str]]:
     """Per format of `variant`: (bundle file name, spec fingerprint), with `export_options` already resolved
     (`resolve_export_options`). What decides whether a published bundle is up to date."""
+    calibration = calibration or CalibrationSpec()
     return {
         fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options, calibration))
         for fmt in variant.formats

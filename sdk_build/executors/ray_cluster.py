@@ -171,7 +171,7 @@ def _export_ref(job: MatrixJob, planned: PlannedVariant, options: Any, exports: 
     ).remote(job.checkpoint, planned.spec, str(job.cache_dir) if job.cache_dir else None, resolved)
     exports[path] = ref
     prefill = "/".join(str(p) for p in sorted(planned.spec.prefill_lengths))
-    pending[ref] = _Pending("export", f"export ekv{planned.spec.ekv} prefill {prefill}"
+    pending[ref] = _Pending("export", f"ekv{planned.spec.ekv} prefill {prefill}"
                             + (" gpu" if planned.spec.target.gpu else ""), job, [planned])
     return ref
 
@@ -201,8 +201,10 @@ def _drain(ray: Any, jobs: list[MatrixJob], pending: dict[Any, _Pending], outcom
                     _failed(outcomes, task, error)
                 continue
             if isinstance(result, ExportResult):
-                for planned in task.members:
-                    exports_seen[id(planned)] = result
+                # its time counts once, in the group's first variant (as the local executor reports it); its
+                # peak in each
+                for position, planned in enumerate(task.members):
+                    exports_seen[id(planned)] = result if position == 0 else dataclasses.replace(result, seconds=0.0)
                 progress.finished("export", task.label, result.where, "", result.seconds)
                 continue
             assert isinstance(result, BundleResult)
@@ -245,4 +247,4 @@ def _publish(task: _Pending, result: BundleResult, outcomes: list[VariantOutcome
     outcomes[task.index] = VariantOutcome(
         planned, [e.file for e in result.entries], False, result.seconds + (export.seconds if export else 0.0), peak,
         [e.bytes for e in result.entries], node=result.where.label, node_id=result.where.node_id,
-        output_dir=task.job.output_dir)
+        export_node_id=export.where.node_id if export else "", output_dir=task.job.output_dir)

@@ -41,7 +41,7 @@ class RayProgress:
         self.progress.__exit__(kind, value, traceback)
         if not self.console.is_terminal and self.counts:
             per_host = ", ".join(f"{host}: {count}" for host, count in sorted(self.counts.items()))
-            self.console.print(f"matrix: tasks per host: {per_host}; {self.failures} failed")
+            self.console.print(f"matrix: tasks per host: {per_host}; {self.failures} failed", soft_wrap=True)
 
     def finished(self, kind: str, label: str, where: Where | None, error: str, seconds: float = 0.0) -> None:
         """One task is over: `where` None when it never returned (its error says why)."""
@@ -56,4 +56,4 @@ class RayProgress:
         self.progress.update(self.overall, advance=1)
         if not self.console.is_terminal:
             state = f"FAILED: {markup_safe(error)}" if error else f"done in {seconds:.1f} s"
-            self.console.print(f"matrix: {kind} {markup_safe(label)} on {markup_safe(host)}: {state}")
+            self.console.print(f"matrix: {kind} {markup_safe(label)} on {markup_safe(host)}: {state}", soft_wrap=True)
