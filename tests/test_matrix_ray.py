@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -45,6 +46,11 @@ variants = [
 FILES = sorted(f"Gemma3-Custom-IT_prefill-seq32_{q}_ekv{ekv}.task" for q in ("q8", "f32") for ekv in (128, 256))
 
 
+class Cluster(NamedTuple):
+    address: str  # HOST:PORT of the head's GCS (what RAY_ADDRESS holds)
+    client: str  # ray://HOST:PORT of the head's Ray client server
+
+
 def _free_port() -> int:
     import socket
 
@@ -62,14 +68,15 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    """Address of a head node and a second node on this machine, each offering 1 CPU and 6 GiB to tasks."""
-    port = _free_port()
+def ray_cluster() -> Iterator[Cluster]:
+    """A head node and a second node on this machine, each offering 1 CPU and 6 GiB to tasks."""
+    port, client_port = _free_port(), _free_port()
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
     common = ["--num-cpus=1", f"--memory={NODE_MEMORY}", "--object-store-memory=80000000",
               "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     try:
-        subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--include-dashboard=false",
+        subprocess.run([str(RAY), "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}",
+                        "--include-dashboard=false",
                         f"--temp-dir={temp}", *common], check=True, env=_env(), capture_output=True, timeout=120)
         subprocess.run([str(RAY), "start", f"--address=127.0.0.1:{port}", *common], check=True, env=_env(),
                        capture_output=True, timeout=120)
@@ -78,7 +85,7 @@ def ray_cluster() -> Iterator[str]:
         while _alive_nodes(address) < 2:
             assert time.monotonic() < deadline, "the second Ray node did not join"
             time.sleep(1)
-        yield address
+        yield Cluster(address, f"ray://127.0.0.1:{client_port}")
     finally:
         subprocess.run([str(RAY), "stop", "--force"], env=_env(), capture_output=True, timeout=120, check=False)
         shutil.rmtree(temp, ignore_errors=True)
@@ -123,16 +130,16 @@ def _manifest_intact(folder: Path, files: list[str] = FILES) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_build(ray_cluster: str, tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+def ray_build(ray_cluster: Cluster, tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], str]:
     """The tiny matrix (2 float exports x 2 recipes) built once on the cluster: (output, JSON rows, stderr)."""
     tmp = tmp_path_factory.mktemp("ray-matrix")
-    done, rows = _matrix(tmp, [tiny_checkpoint_dir], tmp / "out", gemma_edge_cache, "ray", ray_cluster)
+    done, rows = _matrix(tmp, [tiny_checkpoint_dir], tmp / "out", gemma_edge_cache, "ray", ray_cluster.address)
     return tmp / "out", rows, done.stderr
 
 
 def test_tiny_matrix_builds_across_two_nodes_with_the_manifest_intact(
-    ray_cluster: str, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
     tmp_path: Path,
 ) -> None:
     out, rows, log = ray_build
@@ -141,21 +148,22 @@ def test_tiny_matrix_builds_across_two_nodes_with_the_manifest_intact(
     assert len(nodes) == 2, f"tasks ran on {nodes}; log:\n{log}"
     assert "(2 nodes)" in log and log.count("matrix: export ") == 2 and log.count("matrix: bundle ") == 4
     _manifest_intact(out)
-    # an interrupted run resumes: one bundle lost, the rerun rebuilds only it (and makes no export: cached)
+    # an interrupted run resumes: one bundle lost, the rerun rebuilds only it (and makes no export: cached); this
+    # time through the head's Ray client port (--executor ray://HOST:PORT)
     (out / FILES[0]).unlink()
-    done, again = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, "ray", ray_cluster)
+    done, again = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, ray_cluster.client)
     assert [r["file"] for r in again if not r["skipped"]] == [FILES[0]]
     assert "matrix: export " not in done.stderr
     _manifest_intact(out)
 
 
 def test_a_worker_killed_mid_task_is_retried_and_the_result_complete(
-    ray_cluster: str, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "killed"
     out = tmp_path / "out"
-    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, "ray", ray_cluster,
+    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, "ray", ray_cluster.address,
                       GEMMA_EDGE_RAY_KILL_ONCE=str(marker))
     assert marker.exists(), "no worker was killed: the test hook did not run"
     assert not any(r["error"] for r in rows) and not any(r["skipped"] for r in rows)
@@ -174,15 +182,16 @@ def test_local_executor_gives_byte_identical_bundles(
 
 
 def test_many_checkpoints_in_one_command_get_one_folder_each(
-    ray_cluster: str, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
     tmp_path: Path,
 ) -> None:
-    from sdk_build.tiny_checkpoint import make_tiny_checkpoint
-
-    other = make_tiny_checkpoint(tmp_path / "fine-tune" / "tiny-checkpoint", seed=1)
+    # a copy of the tiny checkpoint under another path: another checkpoint to the CLI (its own folder, its own
+    # manifest) with the same weights, so its float export is the cached one and the test makes no new export
+    other = tmp_path / "fine-tune" / "tiny-checkpoint"
+    shutil.copytree(tiny_checkpoint_dir, other)
     out = tmp_path / "many"
-    one_group = MATRIX.split("  { recipe = \"dynamic_int8\", ekv = 256 }")[0] + "]\n"  # ekv 128: one new export
-    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir, other], out, gemma_edge_cache, "ray", ray_cluster,
+    one_group = MATRIX.split("  { recipe = \"dynamic_int8\", ekv = 256 }")[0] + "]\n"  # ekv 128 only
+    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir, other], out, gemma_edge_cache, "ray", ray_cluster.address,
                       text=one_group)
     assert not any(r["error"] for r in rows) and len(rows) == 4
     folders = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -191,8 +200,9 @@ def test_many_checkpoints_in_one_command_get_one_folder_each(
     for folder in folders:
         _manifest_intact(out / folder, FILES[:1] + FILES[2:3])
     first, second = (out / f for f in folders)
-    assert _hashes(first) != _hashes(second)  # other weights, other bundles
-    assert ray_build[0].name == "out"
+    assert _hashes(first) == _hashes(second)  # the same weights
+    refs = {load_manifest(out / f).bundles[0].checkpoint["ref"] for f in folders}
+    assert refs == {str(tiny_checkpoint_dir), str(other)}
 
 
 def test_output_folder_names_are_the_shortest_distinct_tails(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from sdk_build.matrix import MatrixJob, PlannedVariant, VariantOutcome
 
 MAX_RETRIES = 3
+CLIENT_ATTEMPTS = 2
 INSTALL_HINT = "pip install 'gemma-edge[ray]'"
 FORWARDED_ENV = (KILL_ONCE_ENV, "GEMMA_EDGE_QUIET")
 
@@ -47,16 +49,25 @@ def connect(address: str) -> Any:
         return ray
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     options: dict[str, Any] = {"log_to_driver": False, "runtime_env": {"env_vars": env} if env else None}
-    try:
-        if address == "ray":
-            ray.init(**options)
-        else:
-            ray.init(address=address, **options)
-    except ConnectionError as exc:
-        raise BuildError(f"cannot connect to the Ray cluster at {address}: {exc}; start it with `ray start --head` "
-                         "(and `ray start --address=HEAD:6379` on the other hosts), or use --executor ray alone "
-                         "for a cluster on this machine") from None
-    return ray
+    attempts = CLIENT_ATTEMPTS if address.startswith("ray://") else 1
+    failure: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            if address == "ray":
+                ray.init(**options)
+            else:
+                ray.init(address=address, **options)
+            return ray
+        except ConnectionError as exc:
+            failure = exc
+            if attempt + 1 < attempts:
+                # a loaded head can be slow to start its per-client server ("Starting Ray client server failed"):
+                # seen once in the tests on 2 busy cores
+                time.sleep(2.0)
+    raise BuildError(
+        f"cannot connect to the Ray cluster at {address}: {failure}; start it with `ray start --head` (and "
+        "`ray start --address=HEAD:6379` on the other hosts), or use --executor ray alone for a cluster on this machine"
+    )
 
 
 def _node_memory(ray: Any) -> tuple[int, int]:
@@ -122,7 +133,7 @@ def run_ray(jobs: list[MatrixJob], address: str) -> list[VariantOutcome]:
                 ).remote(export_ref, job.checkpoint_ref, job.checkpoint, planned.spec, str(task_dir),
                          str(job.cache_dir) if job.cache_dir else None, options)
                 pending[ref] = _Pending("bundle", _label(jobs, job, planned), job, [planned], index, task_dir)
-        _drain(ray, jobs, pending, outcomes, nodes)
+        _drain(ray, pending, outcomes, nodes)
     return [o for o in outcomes if o is not None]
 
 
@@ -181,8 +192,7 @@ def _error_text(exc: BaseException) -> str:
     return str(cause if isinstance(cause, BaseException) else exc).strip().splitlines()[0][:500]
 
 
-def _drain(ray: Any, jobs: list[MatrixJob], pending: dict[Any, _Pending], outcomes: list[VariantOutcome | None],
-           nodes: int) -> None:
+def _drain(ray: Any, pending: dict[Any, _Pending], outcomes: list[VariantOutcome | None], nodes: int) -> None:
     """Wait for every task, publishing each bundle as it finishes; progress per task and per host."""
     from sdk_build.executors.ray_progress import RayProgress
 
@@ -214,7 +224,6 @@ def _drain(ray: Any, jobs: list[MatrixJob], pending: dict[Any, _Pending], outcom
             except BuildError as exc:
                 progress.finished("bundle", task.label, result.where, str(exc))
                 _failed(outcomes, task, str(exc))
-    del jobs
 
 
 def _failed(outcomes: list[VariantOutcome | None], task: _Pending, error: str) -> None:
