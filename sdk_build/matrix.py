@@ -10,7 +10,6 @@ once. `--jobs N` runs N export groups at once only when N float exports fit in t
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import time
 import tomllib
@@ -22,7 +21,10 @@ from sdk_build.errors import BuildError, SpecError
 from sdk_build.spec import Target, VariantSpec, make_variant, parse_enum
 
 if TYPE_CHECKING:
+    from sdk_build.convert.export import ExportOptions
     from sdk_build.lora.spec import LoraSpec
+    from sdk_build.artifacts.manifest import EntryFields
+    from sdk_build.sources import Checkpoint
 
 PLANS_DIR = Path(__file__).with_name("matrices")
 DEFAULT_MATRIX = PLANS_DIR / "gemma3_1b.toml"
@@ -68,6 +70,13 @@ def variant_from_table(item: dict[str, Any], where: str, *, target: str,
 class PlannedVariant:
     spec: VariantSpec
     targets: tuple[Target, ...]
+
+    @property
+    def fields(self) -> EntryFields:
+        """What the plan records in the variant's manifest entries: every target that uses the file."""
+        from sdk_build.artifacts.manifest import EntryFields
+
+        return EntryFields(targets=tuple(t.value for t in self.targets))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +170,96 @@ class VariantOutcome:
     peak_rss_bytes: int
     bytes: list[int]
     error: str = ""
+    node: str = ""
+    """Where it was built: empty for the local executor; `host (ip, node id)` with `--executor ray`."""
+    node_id: str = ""
+    export_node_id: str = ""
+    """The Ray node that made the float export, when this run made it (empty: local, or already cached)."""
+    output_dir: Path | None = None
+
+
+def estimated_quantize_bytes(shape: ModelShape) -> int:
+    """Peak RSS of quantizing and bundling one variant from its float export, with a margin: measured 5.0 GB for
+    the fp32 1B (docs/benchmarks.md), about 1 GB plus the fp32 weights. What a Ray bundle task declares."""
+    return int(1.5e9 + 1.0 * shape.parameter_count * 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixJob:
+    """One checkpoint's planned matrix into one output folder: the unit an executor (sdk_build/executors) runs.
+    Several checkpoints in one command are several jobs run together, so their exports share the workers."""
+
+    checkpoint_ref: str
+    checkpoint: Checkpoint
+    output_dir: Path
+    groups: tuple[tuple[PlannedVariant, ...], ...]
+    cache_dir: Path | None = None
+    lora: LoraSpec | None = None
+    window_kv_cache: bool | None = None
+
+    @property
+    def plan(self) -> list[PlannedVariant]:
+        return [planned for group in self.groups for planned in group]
+
+    def export_options(self, planned: PlannedVariant) -> ExportOptions | None:
+        """The options `build` is given for `planned`; None lets a LoRA build choose its own."""
+        from sdk_build.convert.export import ExportOptions
+        from sdk_build.artifacts.runtime_memory import window_kv_cache_default
+
+        if self.lora is not None and self.window_kv_cache is None:
+            return None
+        window = (window_kv_cache_default(planned.targets, self.checkpoint.shape, planned.spec.ekv,
+                                          planned.spec.prefill_lengths)
+                  if self.window_kv_cache is None else self.window_kv_cache)
+        return ExportOptions(window_kv_cache=window)
+
+
+def plan_job(
+    checkpoint_ref: str,
+    matrix: Matrix,
+    output_dir: Path,
+    *,
+    only: tuple[Target, ...] | None = None,
+    cache_dir: Path | None = None,
+    allow_custom_shape: bool = False,
+    lora: LoraSpec | None = None,
+    window_kv_cache: bool | None = None,
+) -> MatrixJob:
+    """Resolve the checkpoint and group the matrix's variants by float export."""
+    from sdk_build.sources import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint_ref, cache_dir, allow_custom_shape=allow_custom_shape)
+    plan = matrix.plan(only)
+    if not plan:
+        raise SpecError("no variants selected: check --targets against the matrix file")
+    groups: dict[tuple, list[PlannedVariant]] = {}
+    for planned in plan:
+        groups.setdefault(planned.spec.export_key, []).append(planned)
+    return MatrixJob(checkpoint_ref, checkpoint, Path(output_dir), tuple(tuple(g) for g in groups.values()),
+                     cache_dir, lora, window_kv_cache)
+
+
+def variant_label(planned: PlannedVariant) -> str:
+    return f"{planned.spec.recipe.value} ekv{planned.spec.ekv} ({', '.join(t.value for t in planned.targets)})"
+
+
+def build_planned(job: MatrixJob, planned: PlannedVariant) -> VariantOutcome:
+    """Build one planned variant in this process (the local executor's unit of work); a BuildError becomes the
+    outcome's `error` so one failed variant does not stop the matrix."""
+    from sdk_build.compose import build
+
+    started = time.monotonic()
+    try:
+        outcome = build(job.checkpoint_ref, planned.spec, job.output_dir, cache_dir=job.cache_dir,
+                        checkpoint=job.checkpoint, lora=job.lora, export_options=job.export_options(planned),
+                        fields=planned.fields)
+        return VariantOutcome(
+            planned, [e.file for e in outcome.entries], outcome.skipped, time.monotonic() - started,
+            max(e.peak_rss_bytes for e in outcome.entries), [e.bytes for e in outcome.entries],
+            output_dir=job.output_dir)
+    except BuildError as exc:
+        return VariantOutcome(planned, [], False, time.monotonic() - started, 0, [], str(exc),
+                              output_dir=job.output_dir)
 
 
 def run_matrix(
@@ -175,63 +274,30 @@ def run_matrix(
     available_bytes: int | None = None,
     lora: LoraSpec | None = None,
     window_kv_cache: bool | None = None,
+    executor: str = "local",
 ) -> list[VariantOutcome]:
     """Build every planned variant; exports grouped, groups run `jobs` at a time. Returns one outcome per variant.
 
     `lora` applies one LoRA adapter to every variant (fused or runtime, see `sdk_build.lora.build`).
     `window_kv_cache` None: each file gets window-sized local KV caches when all its targets take them
     (`sdk_build.convert.kv_cache.window_kv_cache_default`); True/False: every file.
+    `executor`: "local" (this machine, `jobs` groups at once) or "ray" / "ray://HOST:PORT" (sdk_build/executors).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    job = plan_job(checkpoint_ref, matrix, output_dir, only=only, cache_dir=cache_dir,
+                   allow_custom_shape=allow_custom_shape, lora=lora, window_kv_cache=window_kv_cache)
+    return run_jobs([job], jobs=jobs, available_bytes=available_bytes, executor=executor)
 
-    from sdk_build.artifacts.manifest import EntryFields
-    from sdk_build.artifacts.runtime_memory import window_kv_cache_default
-    from sdk_build.compose import build
-    from sdk_build.convert.export import ExportOptions
-    from sdk_build.sources import resolve_checkpoint
-    from sdk_build.system.memory import available_bytes as read_available
-    from sdk_build.system.progress import console
 
-    checkpoint = resolve_checkpoint(checkpoint_ref, cache_dir, allow_custom_shape=allow_custom_shape)
-    plan = matrix.plan(only)
-    if not plan:
-        raise SpecError("no variants selected: check --targets against the matrix file")
-    check_parallelism(jobs, checkpoint.shape, plan, available_bytes if available_bytes is not None else read_available())
-    groups: dict[tuple, list[PlannedVariant]] = {}
-    for planned in plan:
-        groups.setdefault(planned.spec.export_key, []).append(planned)
+def run_jobs(
+    matrix_jobs: list[MatrixJob], *, jobs: int = 1, available_bytes: int | None = None, executor: str = "local"
+) -> list[VariantOutcome]:
+    """Run planned matrices (one per checkpoint) on `executor`; outcomes in plan order, job after job."""
+    from sdk_build.executors import run_on
 
-    outcomes: list[VariantOutcome] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not console.is_terminal) as progress:
-        overall = progress.add_task("matrix", total=len(plan))
+    if executor == "local":
+        from sdk_build.system.memory import available_bytes as read_available
 
-        def run_group(members: list[PlannedVariant]) -> list[VariantOutcome]:
-            results = []
-            for planned in members:
-                label = f"{planned.spec.recipe.value} ekv{planned.spec.ekv} ({', '.join(t.value for t in planned.targets)})"
-                task = progress.add_task(label, total=1)
-                started = time.monotonic()
-                window = (window_kv_cache_default(planned.targets, checkpoint.shape, planned.spec.ekv,
-                                                  planned.spec.prefill_lengths)
-                          if window_kv_cache is None else window_kv_cache)
-                options = None if lora is not None and window_kv_cache is None else ExportOptions(window_kv_cache=window)
-                try:
-                    outcome = build(checkpoint_ref, planned.spec, output_dir, cache_dir=cache_dir,
-                                    checkpoint=checkpoint, lora=lora, export_options=options,
-                                    fields=EntryFields(targets=tuple(t.value for t in planned.targets)))
-                    results.append(VariantOutcome(
-                        planned, [e.file for e in outcome.entries], outcome.skipped, time.monotonic() - started,
-                        max(e.peak_rss_bytes for e in outcome.entries), [e.bytes for e in outcome.entries]))
-                except BuildError as exc:
-                    results.append(VariantOutcome(planned, [], False, time.monotonic() - started, 0, [], str(exc)))
-                progress.update(task, completed=1)
-                progress.update(overall, advance=1)
-                if not console.is_terminal:
-                    console.print(f"matrix: {label}: {results[-1].error or ('up to date' if results[-1].skipped else 'built')}")
-            return results
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for group_result in pool.map(run_group, groups.values()):
-                outcomes.extend(group_result)
-    return outcomes
+        available = available_bytes if available_bytes is not None else read_available()
+        for job in matrix_jobs:
+            check_parallelism(jobs, job.checkpoint.shape, job.plan, available)
+    return run_on(executor, matrix_jobs, jobs_at_once=jobs)

@@ -97,6 +97,34 @@ def export_options_for(variant: VariantSpec, checkpoint: Checkpoint, options: Ex
     return options
 
 
+def resolve_export_options(
+    checkpoint: Checkpoint, variant: VariantSpec, export_options: ExportOptions | None
+) -> ExportOptions:
+    """The export options `build` really uses for `variant`: the target's KV-cache default when none are given,
+    full caches where ekv fits in the window, and the GPU layout. A distributed matrix (sdk_build/executors) calls
+    this on the driver too, so its export tasks produce exactly the float export `build` then finds in the cache."""
+    if export_options is None:
+        export_options = ExportOptions(window_kv_cache=window_kv_cache_default(
+            (variant.target,), checkpoint.shape, variant.ekv, variant.prefill_lengths))
+    if export_options.window_kv_cache and not kv_layout(checkpoint.shape, variant.ekv, True).window_kv_cache:
+        # ekv within the window: no layer to shrink, so the same export (and cache key) as full caches
+        export_options = dataclasses.replace(export_options, window_kv_cache=False)
+    return export_options_for(variant, checkpoint, export_options)
+
+
+def wanted_bundles(
+    checkpoint: Checkpoint, variant: VariantSpec, export_options: ExportOptions,
+    calibration: CalibrationSpec | None = None,
+) -> dict[BundleFormat, tuple[str, str]]:
+    """Per format of `variant`: (bundle file name, spec fingerprint), with `export_options` already resolved
+    (`resolve_export_options`). What decides whether a published bundle is up to date."""
+    calibration = calibration or CalibrationSpec()
+    return {
+        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options, calibration))
+        for fmt in variant.formats
+    }
+
+
 def is_up_to_date(output_dir: Path, entry: BundleEntry | None, fingerprint: str) -> bool:
     if entry is None or entry.spec_fingerprint != fingerprint:
         return False
@@ -166,21 +194,12 @@ def build(
     output_dir = Path(output_dir)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoint = checkpoint or resolve_checkpoint(checkpoint_ref, cache, allow_custom_shape=allow_custom_shape)
-    if export_options is None:
-        export_options = ExportOptions(window_kv_cache=window_kv_cache_default(
-            (variant.target,), checkpoint.shape, variant.ekv, variant.prefill_lengths))
-    if export_options.window_kv_cache and not kv_layout(checkpoint.shape, variant.ekv, True).window_kv_cache:
-        # ekv within the window: no layer to shrink, so the same export (and cache key) as full caches
-        export_options = dataclasses.replace(export_options, window_kv_cache=False)
-    export_options = export_options_for(variant, checkpoint, export_options)
+    export_options = resolve_export_options(checkpoint, variant, export_options)
     warn_requantization_once(checkpoint, variant.recipe.value)
     check_writable_folder(output_dir, "--output")
     _remove_leftovers(output_dir)
     manifest = load_manifest(output_dir)
-    wanted = {
-        fmt: (bundle_filename(checkpoint, variant, fmt), spec_fingerprint(checkpoint, variant, fmt, export_options, calibration))
-        for fmt in variant.formats
-    }
+    wanted = wanted_bundles(checkpoint, variant, export_options, calibration)
     if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
         entries = [manifest.find(name) for name, _ in wanted.values()]
         for entry in entries:
