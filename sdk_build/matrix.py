@@ -21,9 +21,9 @@ from sdk_build.errors import BuildError, SpecError
 from sdk_build.spec import Target, VariantSpec, make_variant, parse_enum
 
 if TYPE_CHECKING:
+    from sdk_build.artifacts.manifest import EntryFields
     from sdk_build.convert.export import ExportOptions
     from sdk_build.lora.spec import LoraSpec
-    from sdk_build.artifacts.manifest import EntryFields
     from sdk_build.sources import Checkpoint
 
 PLANS_DIR = Path(__file__).with_name("matrices")
@@ -203,8 +203,8 @@ class MatrixJob:
 
     def export_options(self, planned: PlannedVariant) -> ExportOptions | None:
         """The options `build` is given for `planned`; None lets a LoRA build choose its own."""
-        from sdk_build.convert.export import ExportOptions
         from sdk_build.artifacts.runtime_memory import window_kv_cache_default
+        from sdk_build.convert.export import ExportOptions
 
         if self.lora is not None and self.window_kv_cache is None:
             return None
@@ -260,44 +260,3 @@ def build_planned(job: MatrixJob, planned: PlannedVariant) -> VariantOutcome:
     except BuildError as exc:
         return VariantOutcome(planned, [], False, time.monotonic() - started, 0, [], str(exc),
                               output_dir=job.output_dir)
-
-
-def run_matrix(
-    checkpoint_ref: str,
-    matrix: Matrix,
-    output_dir: Path,
-    *,
-    only: tuple[Target, ...] | None = None,
-    jobs: int = 1,
-    cache_dir: Path | None = None,
-    allow_custom_shape: bool = False,
-    available_bytes: int | None = None,
-    lora: LoraSpec | None = None,
-    window_kv_cache: bool | None = None,
-    executor: str = "local",
-) -> list[VariantOutcome]:
-    """Build every planned variant; exports grouped, groups run `jobs` at a time. Returns one outcome per variant.
-
-    `lora` applies one LoRA adapter to every variant (fused or runtime, see `sdk_build.lora.build`).
-    `window_kv_cache` None: each file gets window-sized local KV caches when all its targets take them
-    (`sdk_build.convert.kv_cache.window_kv_cache_default`); True/False: every file.
-    `executor`: "local" (this machine, `jobs` groups at once) or "ray" / "ray://HOST:PORT" (sdk_build/executors).
-    """
-    job = plan_job(checkpoint_ref, matrix, output_dir, only=only, cache_dir=cache_dir,
-                   allow_custom_shape=allow_custom_shape, lora=lora, window_kv_cache=window_kv_cache)
-    return run_jobs([job], jobs=jobs, available_bytes=available_bytes, executor=executor)
-
-
-def run_jobs(
-    matrix_jobs: list[MatrixJob], *, jobs: int = 1, available_bytes: int | None = None, executor: str = "local"
-) -> list[VariantOutcome]:
-    """Run planned matrices (one per checkpoint) on `executor`; outcomes in plan order, job after job."""
-    from sdk_build.executors import run_on
-
-    if executor == "local":
-        from sdk_build.system.memory import available_bytes as read_available
-
-        available = available_bytes if available_bytes is not None else read_available()
-        for job in matrix_jobs:
-            check_parallelism(jobs, job.checkpoint.shape, job.plan, available)
-    return run_on(executor, matrix_jobs, jobs_at_once=jobs)

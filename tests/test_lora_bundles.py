@@ -224,7 +224,8 @@ def test_cli_build_and_matrix_with_a_fused_adapter(
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.split("\t")[0]).name == "Gemma3-Custom-IT_prefill-seq32_q8_ekv128_lora-all-modules.task"
 
-    from sdk_build.matrix import load_matrix, run_matrix
+    from sdk_build.executors import run_matrix
+    from sdk_build.matrix import load_matrix
 
     path = tmp_path / "matrix.toml"
     path.write_text(

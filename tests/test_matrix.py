@@ -10,7 +10,8 @@ from sdk_build.architecture import GEMMA3_1B
 from sdk_build.artifacts.manifest import load_manifest
 from sdk_build.artifacts.naming import bundle_filename
 from sdk_build.errors import BuildError, SpecError
-from sdk_build.matrix import DEFAULT_MATRIX, check_parallelism, estimated_export_bytes, load_matrix, run_matrix
+from sdk_build.executors import run_matrix
+from sdk_build.matrix import DEFAULT_MATRIX, check_parallelism, estimated_export_bytes, load_matrix
 from sdk_build.sources.checkpoint import Checkpoint
 from sdk_build.spec import Recipe, Target
 

@@ -73,7 +73,8 @@ def _verify(path: Path, cache_dir: Path | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdk_build.matrix import load_matrix, plan_job, run_jobs
+    from sdk_build.executors import run_jobs
+    from sdk_build.matrix import load_matrix, plan_job
     from sdk_build.matrix_checkpoints import checkpoint_list, output_folders
     from sdk_build.spec import Target
 
