@@ -20,7 +20,7 @@ from device_tests.errors import LabError
 from device_tests.evaluate import Evaluation
 from device_tests.policy import load_policy
 from device_tests.record import BenchmarkResult
-from device_tests.session import EXIT_ERROR, LabRequest, judge_results, run_lab
+from device_tests.session import EXIT_ERROR, LabRequest, Measure, judge_results, measure, run_lab
 from device_tests.stats import measured_metrics
 
 DEFAULT_REPORT_DIR = Path("reports") / "lab"
@@ -52,6 +52,16 @@ def _cpus(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a comma-separated list of core numbers") from None
 
 
+def _executor(value: str) -> str:
+    from sdk_build.errors import SpecError
+    from sdk_build.executors import check_executor
+
+    try:
+        return check_executor(value)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _precisions(value: str) -> tuple[str, ...]:
     items = tuple(v.strip().upper() for v in value.split(",") if v.strip())
     bad = [v for v in items if v not in ("F16", "F32")]
@@ -73,7 +83,7 @@ SURFACE_HELP = {
 SURFACE_OPTION_DEFAULTS = {
     "threads": 2, "cpus": None, "skip_engine_warmup": False, "precision": ("F16", "F32"), "chromium": None,
     "serial": None, "backend": "cpu", "binary": None, "android_threads": None, "adb_host": None, "adb_port": None,
-    "thermal_limit": None, "results": [],
+    "thermal_limit": None, "results": [], "executor": "local",
 }
 
 
@@ -149,7 +159,16 @@ def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentP
     web = sub["web"]
     web.add_argument("--chromium", default=None, help="Chromium/Chrome executable (default: found automatically)")
     android = sub["android"]
-    android.add_argument("--serial", default=None, help="adb serial of the phone")
+    android.add_argument("--serial", action="append", default=None,
+                         help="adb serial of a phone (repeat for several; default: the only one attached, or with "
+                              "--executor ray every phone the cluster's hosts see and advertise)")
+    android.add_argument(
+        "--executor",
+        type=_executor,
+        default="local",
+        help="local (default: phones on this machine's adb server) or ray / ray://HEAD:PORT (one Ray actor per "
+             "phone, on the host that advertises its resource phone:SERIAL; docs/ray.md)",
+    )
     android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
                          help="LiteRT-LM backend on the phone (default cpu)")
     android.add_argument(
@@ -196,7 +215,9 @@ def request_from_args(args: argparse.Namespace, argv: Sequence[str]) -> LabReque
         engine_warmup=not args.skip_engine_warmup,
         precisions=args.precision,
         chromium_path=args.chromium,
-        serial=args.serial,
+        serial=args.serial[0] if args.serial else None,
+        serials=tuple(args.serial or ()),
+        executor=args.executor,
         backend=args.backend,
         binary_path=args.binary,
         timeout_s=args.timeout,
@@ -246,6 +267,15 @@ def describe(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def measure_for(request: LabRequest) -> Measure:
+    """Where the runners run: this machine, or a Ray cluster's actors (imported only then: Ray is optional)."""
+    if request.executor == "local":
+        return measure
+    from device_tests.lab_ray import measure_on_ray
+
+    return measure_on_ray
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m device_tests.lab") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
@@ -257,7 +287,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m device_tests.
                 load_recorded(args.results), request, on_evaluation=lambda ev: print(describe(ev), flush=True)
             )
         else:
-            outcome = run_lab(request, on_evaluation=lambda ev: print(describe(ev), flush=True))
+            outcome = run_lab(request, on_evaluation=lambda ev: print(describe(ev), flush=True),
+                              measure=measure_for(request))
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
