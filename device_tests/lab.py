@@ -53,6 +53,8 @@ def _cpus(value: str) -> tuple[int, ...]:
 
 
 def _executor(value: str) -> str:
+    if value == "local":
+        return value
     from sdk_build.errors import SpecError
     from sdk_build.executors import check_executor
 
@@ -162,13 +164,6 @@ def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentP
     android.add_argument("--serial", action="append", default=None,
                          help="adb serial of a phone (repeat for several; default: the only one attached, or with "
                               "--executor ray every phone the cluster's hosts see and advertise)")
-    android.add_argument(
-        "--executor",
-        type=_executor,
-        default="local",
-        help="local (default: phones on this machine's adb server) or ray / ray://HEAD:PORT (one Ray actor per "
-             "phone, on the host that advertises its resource phone:SERIAL; docs/ray.md)",
-    )
     android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
                          help="LiteRT-LM backend on the phone (default cpu)")
     android.add_argument(
@@ -185,6 +180,14 @@ def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentP
     android.add_argument("--adb-host", default=None, help="adb server host (default: the bridge's)")
     android.add_argument("--adb-port", type=int, default=None, help="adb server port (default: the bridge's)")
     android.add_argument("--thermal-limit", type=float, default=None, help="cool down below this many C before a run")
+    for name in ("android", "host", "gpu"):
+        sub[name].add_argument(
+            "--executor",
+            type=_executor,
+            default="local",
+            help="local (default: this machine) or ray / ray://HEAD:PORT: one Ray actor per phone, on the host that "
+                 "advertises its resource phone:SERIAL (android), or one per node (host, gpu); docs/ray.md",
+        )
     sub["judge"].add_argument("results", nargs="+", type=Path, help="BenchmarkResult JSON files (or lab reports)")
     for surface in sub.values():
         own = {action.dest for action in surface._actions}

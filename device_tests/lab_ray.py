@@ -1,25 +1,27 @@
-"""`lab android --executor ray|ray://HOST:PORT`: the lab's phones on several hosts, one Ray actor per phone.
+"""`lab android|host|gpu --executor ray|ray://HOST:PORT`: the lab on several hosts, one Ray actor per phone or host.
 
-The driver (this process) connects as `sdk-build matrix --executor` does (`sdk_build.executors.ray_cluster.connect`),
-finds the phones (`--serial` repeated, else every phone a node's adb server lists that the node also advertises as
-`phone:SERIAL`), starts one `ray_phone.PhoneActor` per phone pinned by that resource, queues every selected bundle on
-every actor, and hands each result to `session.run_lab`'s judge as it arrives: one report and one history for the
-whole lab, with the verdicts and reports of a local run. One line per finished (phone, bundle) names its host.
+The driver (this process) connects as `sdk-build matrix --executor` does (`sdk_build.executors.ray_cluster.connect`).
+For android it finds the phones (`--serial` repeated, else every phone a node's adb server lists that the node also
+advertises as `phone:SERIAL`) and starts one `ray_workers.LabActor` per phone, pinned by that resource; for host and
+gpu, one per alive node, pinned to it. It queues every selected bundle on every actor and hands each result to
+`session.run_lab`'s judge as it arrives: one report and one history for the whole lab, with the verdicts and reports
+of a local run. One line per finished (phone or host, bundle) names its host.
 
-Bundles go by path: the --bundles folder (and --binary) must be at the same path on every host with a phone.
+Bundles go by path: the --bundles folder (and --binary) must be at the same path on every host that runs them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
 
 from device_tests.errors import LabError
-from device_tests.ray_phone import PHONE_RESOURCE, NodePhones, PhoneActor, PhoneRun, phones_here
+from device_tests.ray_workers import PHONE_RESOURCE, LabActor, LabRun, NodePhones, phones_here
 from device_tests.record import BenchmarkResult
 from device_tests.runners.host import BundleInfo
-from device_tests.session import LabRequest, android_options
+from device_tests.session import LabRequest
 from sdk_build.errors import BuildError
 
 
@@ -89,42 +91,60 @@ def check_advertised(ray: Any, serials: list[str]) -> None:
                        f"{fixes}")
 
 
+RAY_SURFACES = ("android", "host", "gpu")
+
+
 def measure_on_ray(request: LabRequest, bundles: list[BundleInfo],
                    on_result: Callable[[BenchmarkResult], None]) -> None:
-    """Run every bundle on every phone, each phone in its own actor on its own host; results as they finish."""
-    if request.surface != "android":
-        raise LabError(f"--executor {request.executor} runs the android surface only; run `lab {request.surface}` "
-                       "with --executor local")
+    """Run every bundle on every phone (android) or every node (host, gpu), each in its own actor on its own host;
+    results as they finish."""
+    if request.surface not in RAY_SURFACES:
+        raise LabError(f"--executor {request.executor} runs the {', '.join(RAY_SURFACES)} surfaces; run "
+                       f"`lab {request.surface}` with --executor local")
 
     def log(line: str) -> None:
         print(line, flush=True)
 
     ray = connect_lab(request.executor)
-    serials = list(dict.fromkeys(request.serials or ((request.serial,) if request.serial else ())))
-    if serials:
-        check_advertised(ray, serials)
+    local = dataclasses.replace(request, executor="local", serial=None, serials=())
+    remote = ray.remote(LabActor)
+    actors: dict[str, Any] = {}
+    if request.surface == "android":
+        serials = list(dict.fromkeys(request.serials or ((request.serial,) if request.serial else ())))
+        if serials:
+            check_advertised(ray, serials)
+        else:
+            serials = discover(ray, request, log)
+        for serial in serials:
+            actors[serial] = remote.options(num_cpus=0, resources={PHONE_RESOURCE + serial: 1}).remote(
+                dataclasses.replace(local, serial=serial))
     else:
-        serials = discover(ray, request, log)
-    remote = ray.remote(PhoneActor)
-    actors = {s: remote.options(num_cpus=0, resources={PHONE_RESOURCE + s: 1}, name=f"lab phone {s}")
-              .remote(android_options(request, s)) for s in serials}
-    pending = {actors[s].run.remote(b): (s, b) for s in serials for b in bundles}
-    log(f"lab: {len(pending)} runs on {len(serials)} phone{'s' * (len(serials) != 1)} over Ray: {', '.join(serials)}")
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node in (n for n in ray.nodes() if n.get("Alive")):
+            label = f"{node.get('NodeManagerHostname', '')} (node {node['NodeID'][:8]})"
+            actors[label] = remote.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                node["NodeID"], soft=False)).remote(local)
+    pending = {actors[a].run.remote(b): (a, b) for a in actors for b in bundles}
+    kind = "phone" if request.surface == "android" else "host"
+    log(f"lab: {len(pending)} runs on {len(actors)} {kind}{'s' * (len(actors) != 1)} over Ray: {', '.join(actors)}")
     failures: list[str] = []
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            serial, bundle = pending.pop(done[0])
+            name, bundle = pending.pop(done[0])
             try:
                 run = ray.get(done[0])
             except Exception as exc:  # noqa: BLE001 - a RayTaskError wrapping the runner's error, or the actor lost
                 error = _first_line(exc)
-                failures.append(f"{serial} {bundle.path.name}: {error}")
-                log(f"lab: {serial} {bundle.path.name}: FAILED: {error}")
+                failures.append(f"{name} {bundle.path.name}: {error}")
+                log(f"lab: {name} {bundle.path.name}: FAILED: {error}")
                 continue
-            assert isinstance(run, PhoneRun)
-            log(f"lab: {serial} {bundle.path.name} on {run.where.label}: {run.result.status} in {run.seconds:.1f} s")
-            on_result(run.result)
+            assert isinstance(run, LabRun)
+            states = ", ".join(f"{r.precision + ' ' if r.precision else ''}{r.status}" for r in run.results)
+            log(f"lab: {name} {bundle.path.name} on {run.where.label}: {states or 'no result'} in {run.seconds:.1f} s")
+            for result in run.results:
+                on_result(result)
     finally:
         for actor in actors.values():
             ray.kill(actor)

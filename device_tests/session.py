@@ -3,7 +3,7 @@
 This is the one function the CLI, nox and tests call; `judge_results()` does the same for results recorded
 elsewhere (a lab phone's JSON), without running anything. Where the runners run is `run_lab`'s `measure`
 argument: `measure` here (this machine, one bundle after another) or `device_tests.lab_ray.measure_on_ray` (an
-actor per phone on a Ray cluster); either hands its results to the one judging and reporting path below.
+actor per phone or per host on a Ray cluster); either hands its results to the one judging and reporting path below.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class LabRequest:
     timeout_s: float = 900.0
     command: str = ""
     executor: str = "local"
-    """`local` (this machine) or `ray` / `ray://HOST:PORT` (`device_tests.lab_ray`: an actor per phone)."""
+    """`local` (this machine) or `ray` / `ray://HOST:PORT` (`device_tests.lab_ray`: an actor per phone or host)."""
 
     def __post_init__(self) -> None:
         if self.surface not in (*SURFACES, "judge"):

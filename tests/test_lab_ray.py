@@ -73,3 +73,18 @@ def test_a_serial_no_node_advertises_names_the_ray_start_fix(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no node of the Ray cluster advertises phone R5CT12345" in done.stderr
     assert """ray start --address=HEAD:6379 --resources '{"phone:R5CT12345": 1}'""" in done.stderr
+
+
+def test_host_lab_runs_once_on_every_node_into_one_report(lab_cluster: Cluster, tiny_bundle_dir: Path,
+                                                          tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "device_tests.lab", "host", "--executor", "ray", "--bundles", str(tiny_bundle_dir),
+               "--format", "task", "--runs", "1", "--warmup", "0", "--prefill", "32", "--decode", "16", "--threads",
+               "1", "--report-dir", str(tmp_path), "--no-history"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env=ray_env(RAY_ADDRESS=lab_cluster.address))
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [r["result"] for r in json.loads((tmp_path / "lab-host-latest.json").read_text())["records"]]
+    nodes = {node["node_id"] for node in alive_nodes(lab_cluster.address)}
+    assert len(results) == 2 and all(r["status"] == "ok" for r in results)
+    assert {r["environment"]["extra"]["ray"]["node_id"] for r in results} == nodes
+    assert len([line for line in done.stdout.splitlines() if line.startswith("lab: ") and ".task on " in line]) == 2

@@ -53,7 +53,7 @@ def _matrix(tmp_path: Path, checkpoints: list[Path], output: Path, cache: Path, 
     matrix.write_text(text)
     table = output.with_suffix(".json")
     command = [sys.executable, "-m", "sdk_build", "matrix", "--matrix", str(matrix), "--output", str(output),
-               "--cache-dir", str(cache), "--allow-custom-shape", "--executor", executor, "--json", str(table)]
+               "--cache-dir", str(cache), "--allow-custom-shape", "--executor", executor, "--report", str(table)]
     for checkpoint in checkpoints:
         command += ["--checkpoint", str(checkpoint)]
     extra = {"RAY_ADDRESS": address, **env} if address else env
