@@ -35,12 +35,15 @@ def lab_cluster(phone_ports: tuple[int, int]) -> Iterator[Cluster]:
         yield cluster
 
 
-def _lab(cluster: Cluster, adb_port: int, bundles: Path, report: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "device_tests.lab", "android", "--executor", "ray", "--binary",
+def _lab(cluster: Cluster, adb_port: int, bundles: Path, report: Path, *extra: str,
+         client: bool = False) -> subprocess.CompletedProcess[str]:
+    """The lab's android surface on the cluster: through RAY_ADDRESS (`--executor ray`), or `ray://` when `client`."""
+    executor = cluster.client if client else "ray"
+    command = [sys.executable, "-m", "device_tests.lab", "android", "--executor", executor, "--binary",
                str(PLACEHOLDER_BINARY), "--bundles", str(bundles), "--format", "task", "--runs", "1", "--warmup", "0",
                "--prefill", "32", "--decode", "16", "--report-dir", str(report), "--adb-port", str(adb_port), *extra]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env=ray_env(RAY_ADDRESS=cluster.address))
+                          env=ray_env() if client else ray_env(RAY_ADDRESS=cluster.address))
 
 
 def test_each_phone_runs_on_the_node_that_advertises_it_into_one_report(
@@ -69,7 +72,9 @@ def test_each_phone_runs_on_the_node_that_advertises_it_into_one_report(
 def test_a_serial_no_node_advertises_names_the_ray_start_fix(
     lab_cluster: Cluster, adb_server, tiny_bundle_dir: Path, tmp_path: Path,
 ) -> None:
-    done = _lab(lab_cluster, adb_server.port, tiny_bundle_dir, tmp_path, "--serial", "R5CT12345", "--no-history")
+    # through the head's Ray client port this time (--executor ray://HOST:PORT)
+    done = _lab(lab_cluster, adb_server.port, tiny_bundle_dir, tmp_path, "--serial", "R5CT12345", "--no-history",
+                client=True)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no node of the Ray cluster advertises phone R5CT12345" in done.stderr
     assert """ray start --address=HEAD:6379 --resources '{"phone:R5CT12345": 1}'""" in done.stderr
