@@ -82,7 +82,7 @@ SURFACE_HELP = {
 }
 
 # What a surface's request holds for the options only other surfaces take.
-SURFACE_OPTION_DEFAULTS = {
+SURFACE_OPTION_DEFAULTS: dict[str, object] = {
     "threads": 2, "cpus": None, "skip_engine_warmup": False, "precision": ("F16", "F32"), "chromium": None,
     "serial": None, "backend": "cpu", "binary": None, "android_threads": None, "adb_host": None, "adb_port": None,
     "thermal_limit": None, "results": [], "executor": "local",

@@ -151,9 +151,9 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
         from device_tests.runners.android import run_android
 
         for serial in phone_serials(request):
-            options = android_options(request, serial)
+            phone_options = android_options(request, serial)
             for bundle in bundles:
-                on_result(run_android(bundle, options, log=lambda line: print(f"  {line}", flush=True)))
+                on_result(run_android(bundle, phone_options, log=lambda line: print(f"  {line}", flush=True)))
 
 
 def phone_serials(request: LabRequest) -> tuple[str | None, ...]:
