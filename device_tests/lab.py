@@ -20,7 +20,7 @@ from device_tests.errors import LabError
 from device_tests.evaluate import Evaluation
 from device_tests.policy import load_policy
 from device_tests.record import BenchmarkResult
-from device_tests.session import EXIT_ERROR, LabRequest, judge_results, run_lab
+from device_tests.session import EXIT_ERROR, LabRequest, Measure, judge_results, measure, run_lab
 from device_tests.stats import measured_metrics
 
 DEFAULT_REPORT_DIR = Path("reports") / "lab"
@@ -52,6 +52,18 @@ def _cpus(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a comma-separated list of core numbers") from None
 
 
+def _executor(value: str) -> str:
+    if value == "local":
+        return value
+    from sdk_build.errors import SpecError
+    from sdk_build.executors import check_executor
+
+    try:
+        return check_executor(value)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _precisions(value: str) -> tuple[str, ...]:
     items = tuple(v.strip().upper() for v in value.split(",") if v.strip())
     bad = [v for v in items if v not in ("F16", "F32")]
@@ -70,10 +82,10 @@ SURFACE_HELP = {
 }
 
 # What a surface's request holds for the options only other surfaces take.
-SURFACE_OPTION_DEFAULTS = {
+SURFACE_OPTION_DEFAULTS: dict[str, object] = {
     "threads": 2, "cpus": None, "skip_engine_warmup": False, "precision": ("F16", "F32"), "chromium": None,
     "serial": None, "backend": "cpu", "binary": None, "android_threads": None, "adb_host": None, "adb_port": None,
-    "thermal_limit": None, "results": [],
+    "thermal_limit": None, "results": [], "executor": "local",
 }
 
 
@@ -149,7 +161,9 @@ def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentP
     web = sub["web"]
     web.add_argument("--chromium", default=None, help="Chromium/Chrome executable (default: found automatically)")
     android = sub["android"]
-    android.add_argument("--serial", default=None, help="adb serial of the phone")
+    android.add_argument("--serial", action="append", default=None,
+                         help="adb serial of a phone (repeat for several; default: the only one attached, or with "
+                              "--executor ray every phone the cluster's hosts see and advertise)")
     android.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
                          help="LiteRT-LM backend on the phone (default cpu)")
     android.add_argument(
@@ -166,6 +180,14 @@ def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentP
     android.add_argument("--adb-host", default=None, help="adb server host (default: the bridge's)")
     android.add_argument("--adb-port", type=int, default=None, help="adb server port (default: the bridge's)")
     android.add_argument("--thermal-limit", type=float, default=None, help="cool down below this many C before a run")
+    for name in ("android", "host", "gpu"):
+        sub[name].add_argument(
+            "--executor",
+            type=_executor,
+            default="local",
+            help="local (default: this machine) or ray / ray://HEAD:PORT: one Ray actor per phone, on the host that "
+                 "advertises its resource phone:SERIAL (android), or one per node (host, gpu); docs/ray.md",
+        )
     sub["judge"].add_argument("results", nargs="+", type=Path, help="BenchmarkResult JSON files (or lab reports)")
     for surface in sub.values():
         own = {action.dest for action in surface._actions}
@@ -196,7 +218,9 @@ def request_from_args(args: argparse.Namespace, argv: Sequence[str]) -> LabReque
         engine_warmup=not args.skip_engine_warmup,
         precisions=args.precision,
         chromium_path=args.chromium,
-        serial=args.serial,
+        serial=args.serial[0] if args.serial else None,
+        serials=tuple(args.serial or ()),
+        executor=args.executor,
         backend=args.backend,
         binary_path=args.binary,
         timeout_s=args.timeout,
@@ -246,6 +270,15 @@ def describe(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def measure_for(request: LabRequest) -> Measure:
+    """Where the runners run: this machine, or a Ray cluster's actors (imported only then: Ray is optional)."""
+    if request.executor == "local":
+        return measure
+    from device_tests.lab_ray import measure_on_ray
+
+    return measure_on_ray
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m device_tests.lab") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
@@ -257,7 +290,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m device_tests.
                 load_recorded(args.results), request, on_evaluation=lambda ev: print(describe(ev), flush=True)
             )
         else:
-            outcome = run_lab(request, on_evaluation=lambda ev: print(describe(ev), flush=True))
+            outcome = run_lab(request, on_evaluation=lambda ev: print(describe(ev), flush=True),
+                              measure=measure_for(request))
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

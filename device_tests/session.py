@@ -1,7 +1,9 @@
 """`run_lab()`: bundles from a manifest -> a runner per bundle -> verdicts -> JSON + HTML reports + history.
 
 This is the one function the CLI, nox and tests call; `judge_results()` does the same for results recorded
-elsewhere (a lab phone's JSON), without running anything.
+elsewhere (a lab phone's JSON), without running anything. Where the runners run is `run_lab`'s `measure`
+argument: `measure` here (this machine, one bundle after another) or `device_tests.lab_ray.measure_on_ray` (an
+actor per phone or per host on a Ray cluster); either hands its results to the one judging and reporting path below.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_tests import verdicts as V
 from device_tests.baselines import BaselineSet, load_baselines
@@ -25,6 +27,9 @@ from device_tests.record import BenchmarkResult, utc_now
 from device_tests.report_html import render_report
 from device_tests.report_json import write_json_report
 from device_tests.runners.host import BundleInfo
+
+if TYPE_CHECKING:
+    from device_tests.runners.android import AndroidRunOptions
 
 SURFACES = ("host", "web", "android", "gpu")
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -55,6 +60,8 @@ class LabRequest:
     chromium_path: str | None = None
     # android
     serial: str | None = None
+    serials: tuple[str, ...] = ()
+    """Every phone to run on (`--serial` repeated); empty: `serial` alone (None: the only one attached)."""
     backend: str = "cpu"
     android_threads: int | None = None
     binary_path: str | None = None
@@ -62,6 +69,8 @@ class LabRequest:
     """Further run_android_benchmark keywords: adb_host, adb_port, thermal_limit_c, ..."""
     timeout_s: float = 900.0
     command: str = ""
+    executor: str = "local"
+    """`local` (this machine) or `ray` / `ray://HOST:PORT` (`device_tests.lab_ray`: an actor per phone or host)."""
 
     def __post_init__(self) -> None:
         if self.surface not in (*SURFACES, "judge"):
@@ -139,28 +148,47 @@ def measure(request: LabRequest, bundles: list[BundleInfo], on_result: Callable[
             for result in run_gpu_benchmark(bundle, gpu_options):
                 on_result(result)
     else:
-        from device_tests.runners.android import AndroidRunOptions, run_android
+        from device_tests.runners.android import run_android
 
-        android_options = AndroidRunOptions(
-            serial=request.serial,
-            backend=request.backend,
-            prefill_tokens=request.prefill_tokens,
-            decode_tokens=request.decode_tokens,
-            runs=request.runs,
-            warmup=request.warmup,
-            binary_path=request.binary_path,
-            threads=request.android_threads,
-            timeout_s=request.timeout_s,
-            extra=dict(request.android_extra),
-        )
-        for bundle in bundles:
-            on_result(run_android(bundle, android_options, log=lambda line: print(f"  {line}", flush=True)))
+        for serial in phone_serials(request):
+            phone_options = android_options(request, serial)
+            for bundle in bundles:
+                on_result(run_android(bundle, phone_options, log=lambda line: print(f"  {line}", flush=True)))
 
 
-def run_lab(request: LabRequest, on_evaluation: Callable[[Evaluation], None] | None = None) -> LabOutcome:
+def phone_serials(request: LabRequest) -> tuple[str | None, ...]:
+    """The phones a run asked for, in order: `--serial` repeated, else the one serial (None: the only phone)."""
+    return request.serials or (request.serial,)
+
+
+def android_options(request: LabRequest, serial: str | None) -> AndroidRunOptions:
+    """The Android runner's options for one phone, from the request (the same locally and in a Ray actor)."""
+    from device_tests.runners.android import AndroidRunOptions
+
+    return AndroidRunOptions(
+        serial=serial,
+        backend=request.backend,
+        prefill_tokens=request.prefill_tokens,
+        decode_tokens=request.decode_tokens,
+        runs=request.runs,
+        warmup=request.warmup,
+        binary_path=request.binary_path,
+        threads=request.android_threads,
+        timeout_s=request.timeout_s,
+        extra=dict(request.android_extra),
+    )
+
+
+Measure = Callable[[LabRequest, list[BundleInfo], Callable[[BenchmarkResult], None]], None]
+"""Runs the request's surface over the bundles, handing each result on as it exists: `measure`, or an executor's."""
+
+
+def run_lab(request: LabRequest, on_evaluation: Callable[[Evaluation], None] | None = None,
+            measure: Measure = measure) -> LabOutcome:
     """Measure every selected bundle, judge each result as it comes, write the reports and append the history.
 
     Reports are written even when a runner raises half way, so the bundles measured before it are not lost.
+    `measure` is where the runners run: this machine by default, or an executor's (a Ray cluster's actors).
     """
     if request.surface not in SURFACES:
         raise LabError(f"run_lab measures on {', '.join(SURFACES)}; use judge_results() for recorded results")

@@ -3,33 +3,27 @@
 The cluster is started once for the module (`ray start --head` plus a second `ray start --address`), and the
 driver runs as the real CLI in a subprocess, so each run gets its own Ray job (and the test hook's environment).
 The tiny model keeps every float export to seconds; the bundles it gives are compared byte for byte with the local
-executor's. `ray stop --force` tears the cluster down at the end.
+executor's. The cluster (tests/ray_support.py) is torn down at the end, by its own process ids.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
+from ray_support import ROOT, Cluster, ray_env, two_node_cluster
 
 from sdk_build.artifacts.manifest import load_manifest
 from sdk_build.matrix_checkpoints import checkpoint_list, output_folders
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'gemma-edge[ray]'")
 
-ROOT = Path(__file__).resolve().parents[1]
-RAY = Path(sys.executable).with_name("ray")
-NODE_MEMORY = 6 * 2**30  # a tiny export declares about 4 GB (estimated_export_bytes), a bundle 1.5 GB
 
 MATRIX = """
 checkpoint = "unused"
@@ -46,56 +40,11 @@ variants = [
 FILES = sorted(f"Gemma3-Custom-IT_prefill-seq32_{q}_ekv{ekv}.task" for q in ("q8", "f32") for ekv in (128, 256))
 
 
-class Cluster(NamedTuple):
-    address: str  # HOST:PORT of the head's GCS (what RAY_ADDRESS holds)
-    client: str  # ray://HOST:PORT of the head's Ray client server
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _env(**extra: str) -> dict[str, str]:
-    # Ray 2.60 turns token authentication on in `ray start --head`; the other node and the drivers must say so too
-    # (the token is ~/.ray/auth_token, shared here by the one user)
-    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
-    return {**env, "PYTHONPATH": str(ROOT), "GEMMA_EDGE_QUIET": "1", "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "token", **extra}
-
-
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Cluster]:
     """A head node and a second node on this machine, each offering 1 CPU and 6 GiB to tasks."""
-    port, client_port = _free_port(), _free_port()
-    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    common = ["--num-cpus=1", f"--memory={NODE_MEMORY}", "--object-store-memory=80000000",
-              "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-    try:
-        subprocess.run([str(RAY), "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}",
-                        "--include-dashboard=false",
-                        f"--temp-dir={temp}", *common], check=True, env=_env(), capture_output=True, timeout=120)
-        subprocess.run([str(RAY), "start", f"--address=127.0.0.1:{port}", *common], check=True, env=_env(),
-                       capture_output=True, timeout=120)
-        address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while _alive_nodes(address) < 2:
-            assert time.monotonic() < deadline, "the second Ray node did not join"
-            time.sleep(1)
-        yield Cluster(address, f"ray://127.0.0.1:{client_port}")
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=_env(), capture_output=True, timeout=120, check=False)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _alive_nodes(address: str) -> int:
-    code = f"import ray; ray.init(address={address!r}, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
-    done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120,
-                          check=False)
-    return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
+    with two_node_cluster() as cluster:
+        yield cluster
 
 
 def _matrix(tmp_path: Path, checkpoints: list[Path], output: Path, cache: Path, executor: str, address: str = "",
@@ -108,7 +57,7 @@ def _matrix(tmp_path: Path, checkpoints: list[Path], output: Path, cache: Path, 
     for checkpoint in checkpoints:
         command += ["--checkpoint", str(checkpoint)]
     extra = {"RAY_ADDRESS": address, **env} if address else env
-    done = subprocess.run(command, env=_env(**extra), capture_output=True, text=True, timeout=300, cwd=ROOT,
+    done = subprocess.run(command, env=ray_env(**extra), capture_output=True, text=True, timeout=300, cwd=ROOT,
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done, json.loads(table.read_text())
