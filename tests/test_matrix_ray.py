@@ -79,16 +79,23 @@ def _manifest_intact(folder: Path, files: list[str] = FILES) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_build(ray_cluster: Cluster, tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+def ray_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's own export cache: the first build must make both float exports (the session's shared cache
+    may hold them already, from earlier tests), and the later tests reuse them."""
+    return tmp_path_factory.mktemp("ray-cache")
+
+
+@pytest.fixture(scope="module")
+def ray_build(ray_cluster: Cluster, tiny_checkpoint_dir: Path, ray_cache: Path,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], str]:
     """The tiny matrix (2 float exports x 2 recipes) built once on the cluster: (output, JSON rows, stderr)."""
     tmp = tmp_path_factory.mktemp("ray-matrix")
-    done, rows = _matrix(tmp, [tiny_checkpoint_dir], tmp / "out", gemma_edge_cache, "ray", ray_cluster.address)
+    done, rows = _matrix(tmp, [tiny_checkpoint_dir], tmp / "out", ray_cache, "ray", ray_cluster.address)
     return tmp / "out", rows, done.stderr
 
 
 def test_tiny_matrix_builds_across_two_nodes_with_the_manifest_intact(
-    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, ray_cache: Path,
     tmp_path: Path,
 ) -> None:
     out, rows, log = ray_build
@@ -100,19 +107,19 @@ def test_tiny_matrix_builds_across_two_nodes_with_the_manifest_intact(
     # an interrupted run resumes: one bundle lost, the rerun rebuilds only it (and makes no export: cached); this
     # time through the head's Ray client port (--executor ray://HOST:PORT)
     (out / FILES[0]).unlink()
-    done, again = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, ray_cluster.client)
+    done, again = _matrix(tmp_path, [tiny_checkpoint_dir], out, ray_cache, ray_cluster.client)
     assert [r["file"] for r in again if not r["skipped"]] == [FILES[0]]
     assert "matrix: export " not in done.stderr
     _manifest_intact(out)
 
 
 def test_a_worker_killed_mid_task_is_retried_and_the_result_complete(
-    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, ray_cache: Path,
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "killed"
     out = tmp_path / "out"
-    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, "ray", ray_cluster.address,
+    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir], out, ray_cache, "ray", ray_cluster.address,
                       GEMMA_EDGE_RAY_KILL_ONCE=str(marker))
     assert marker.exists(), "no worker was killed: the test hook did not run"
     assert not any(r["error"] for r in rows) and not any(r["skipped"] for r in rows)
@@ -121,17 +128,17 @@ def test_a_worker_killed_mid_task_is_retried_and_the_result_complete(
 
 
 def test_local_executor_gives_byte_identical_bundles(
-    ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path, tmp_path: Path,
+    ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, ray_cache: Path, tmp_path: Path,
 ) -> None:
     out = tmp_path / "local"
-    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir], out, gemma_edge_cache, "local")
+    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir], out, ray_cache, "local")
     assert not any(r["error"] for r in rows) and not any("node" in r for r in rows)
     _manifest_intact(out)
     assert _hashes(out) == _hashes(ray_build[0])
 
 
 def test_many_checkpoints_in_one_command_get_one_folder_each(
-    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, gemma_edge_cache: Path,
+    ray_cluster: Cluster, ray_build: tuple[Path, list[dict], str], tiny_checkpoint_dir: Path, ray_cache: Path,
     tmp_path: Path,
 ) -> None:
     # a copy of the tiny checkpoint under another path: another checkpoint to the CLI (its own folder, its own
@@ -140,7 +147,7 @@ def test_many_checkpoints_in_one_command_get_one_folder_each(
     shutil.copytree(tiny_checkpoint_dir, other)
     out = tmp_path / "many"
     one_group = MATRIX.split("  { recipe = \"dynamic_int8\", ekv = 256 }")[0] + "]\n"  # ekv 128 only
-    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir, other], out, gemma_edge_cache, "ray", ray_cluster.address,
+    _, rows = _matrix(tmp_path, [tiny_checkpoint_dir, other], out, ray_cache, "ray", ray_cluster.address,
                       text=one_group)
     assert not any(r["error"] for r in rows) and len(rows) == 4
     folders = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
