@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sdk_build.cli.help import COMMAND_HELP
+
 PROG = "gemma-edge"
 
 
@@ -23,13 +25,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "build": Command("sdk_build.cli", "build one variant (.task and/or .litertlm) into an output folder", True),
-    "matrix": Command("sdk_build.cli", "build every variant of a plan (default: Google's Gemma 3 1B set)", True),
-    "build-defaults": Command("sdk_build.cli", "build the main job's bundle set (= matrix --matrix demo)", True),
-    "verify": Command("sdk_build.cli", "run a bundle in LiteRT-LM (CPU or GPU) against the fp32 reference", True),
-    "catalog": Command("sdk_build.cli", "write catalog.json (what apps read to pick and verify bundles)", True),
-    "pull": Command("sdk_build.cli", "download bundles from a catalog: resumable, sha256-verified", True),
-    "make-tiny": Command("sdk_build.cli", "write a tiny Gemma-3-shaped checkpoint (for smoke tests)", True),
+    **{name: Command("sdk_build.cli", text, True) for name, text in COMMAND_HELP.items()},
     "serve": Command("web_demo.__main__", "serve the demo page, the bundles and the API (waitress)"),
     "lab": Command("device_tests.lab", "benchmark bundles on host, gpu, web or android and judge the results"),
     "android": Command("android_bridge.cli", "phones over adb: devices, facts, push, bench"),
@@ -38,8 +34,8 @@ COMMANDS: dict[str, Command] = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f"usage: {PROG} [-h] [--version] COMMAND ...", "", "Gemma 3 on-device bundles: build, verify, "
-             "distribute, serve, benchmark.", "", "commands:"]
+    lines = [f"usage: {PROG} [-h] [--version] COMMAND ...", "",
+             "Gemma 3 on-device bundles: build, verify, distribute, serve, benchmark.", "", "commands:"]
     lines += [f"  {name:{width}}  {command.help}" for name, command in COMMANDS.items()]
     lines += ["", f"`{PROG} COMMAND --help` shows a command's options."]
     return "\n".join(lines)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from sdk_build.cli import options
+from sdk_build.cli.help import COMMAND_HELP
 from sdk_build.sources.resolve import DEFAULT_CHECKPOINT
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     from sdk_build.spec import BundleFormat, Recipe, Target
 
-    build = commands.add_parser("build", help="build one variant (.task and/or .litertlm) into an output folder")
+    build = commands.add_parser("build", help=COMMAND_HELP["build"])
     build.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                        help="embedded:gemma3-270m (default), a local HF or MLX folder, FILE.gguf, hf:ORG/NAME[@REV], "
                        "modelscope:ORG/NAME[@REV], random:gemma3-1b")

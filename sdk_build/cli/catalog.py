@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from sdk_build.cli import options
+from sdk_build.cli.help import COMMAND_HELP
 from sdk_build.system.terminal import printable
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    catalog = commands.add_parser("catalog", help="write catalog.json (what apps read to pick and verify bundles)")
+    catalog = commands.add_parser("catalog", help=COMMAND_HELP["catalog"])
     catalog.add_argument("--bundles", type=options.existing_path, default=Path("bundles"),
                          help="folder of bundles and their manifest.json (default bundles/)")
     catalog.add_argument("--output", default=None, metavar="PATH",

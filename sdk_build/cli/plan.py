@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sdk_build.cli import options
+from sdk_build.cli.help import COMMAND_HELP
 
 
 def _executor(value: str) -> str:
@@ -58,9 +59,9 @@ def _add_plan_arguments(parser: argparse.ArgumentParser, default_plan: str, *pla
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    matrix = commands.add_parser("matrix", help="build every variant of a plan (default: Google's Gemma 3 1B set)")
+    matrix = commands.add_parser("matrix", help=COMMAND_HELP["matrix"])
     _add_plan_arguments(matrix, "gemma3_1b")
-    defaults = commands.add_parser("build-defaults", help="build the main job's bundle set (= matrix --matrix demo)")
+    defaults = commands.add_parser("build-defaults", help=COMMAND_HELP["build-defaults"])
     _add_plan_arguments(defaults, "demo", "--file")
 
 

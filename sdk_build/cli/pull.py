@@ -8,13 +8,14 @@ from pathlib import Path
 
 from sdk_build.cli import options
 from sdk_build.cli.errors import print_error
+from sdk_build.cli.help import COMMAND_HELP
 from sdk_build.system.terminal import printable
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     from sdk_build.spec import BundleFormat, Target
 
-    pull = commands.add_parser("pull", help="download bundles from a catalog: resumable, sha256-verified")
+    pull = commands.add_parser("pull", help=COMMAND_HELP["pull"])
     pull.add_argument("--from", dest="source", required=True,
                       help="http(s)://host:port (a gemma-edge server), a catalog.json URL or file, a folder, "
                       "or hf:ORG/NAME[@REV]")

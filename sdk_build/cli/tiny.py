@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sdk_build.cli.help import COMMAND_HELP
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    tiny = commands.add_parser("make-tiny", help="write a tiny Gemma-3-shaped checkpoint (for smoke tests)")
+    tiny = commands.add_parser("make-tiny", help=COMMAND_HELP["make-tiny"])
     tiny.add_argument("directory", type=Path, help="folder to write the tiny checkpoint into")
     tiny.add_argument("--seed", type=int, default=0, help="random seed of its weights (default 0)")
     tiny.set_defaults(handler=run)

@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from sdk_build.cli import options
+from sdk_build.cli.help import COMMAND_HELP
 from sdk_build.errors import BuildError
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    verify = commands.add_parser("verify", help="run a bundle with LiteRT-LM and compare with the fp32 reference")
+    verify = commands.add_parser("verify", help=COMMAND_HELP["verify"])
     verify.add_argument("bundle", type=options.existing_path, help="the .task or .litertlm file (its manifest.json beside it)")
     verify.add_argument("--checkpoint", help="checkpoint the bundle came from (default: from manifest.json)")
     verify.add_argument("--tokens", type=options.positive_int, default=16, help="greedy tokens per prompt (default 16)")
