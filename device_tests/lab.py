@@ -22,6 +22,7 @@ from device_tests.policy import load_policy
 from device_tests.record import BenchmarkResult
 from device_tests.session import EXIT_ERROR, LabRequest, Measure, judge_results, measure, run_lab
 from device_tests.stats import measured_metrics
+from sdk_build.cli.options import executor
 
 DEFAULT_REPORT_DIR = Path("reports") / "lab"
 
@@ -52,18 +53,6 @@ def _cpus(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a comma-separated list of core numbers") from None
 
 
-def _executor(value: str) -> str:
-    if value == "local":
-        return value
-    from sdk_build.errors import SpecError
-    from sdk_build.executors import check_executor
-
-    try:
-        return check_executor(value)
-    except SpecError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _precisions(value: str) -> tuple[str, ...]:
     items = tuple(v.strip().upper() for v in value.split(",") if v.strip())
     bad = [v for v in items if v not in ("F16", "F32")]
@@ -80,14 +69,6 @@ SURFACE_HELP = {
     "android": "a phone via adb",
     "judge": "judge recorded result JSON files without running anything",
 }
-
-# What a surface's request holds for the options only other surfaces take.
-SURFACE_OPTION_DEFAULTS: dict[str, object] = {
-    "threads": 2, "cpus": None, "skip_engine_warmup": False, "precision": ("F16", "F32"), "chromium": None,
-    "serial": None, "backend": "cpu", "binary": None, "android_threads": None, "adb_host": None, "adb_port": None,
-    "thermal_limit": None, "results": [], "executor": "local",
-}
-
 
 def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentParser:
     """One subcommand per surface, each taking the common options and only its own: a web-only flag given to
@@ -183,15 +164,17 @@ def build_parser(prog: str = "python -m device_tests.lab") -> argparse.ArgumentP
     for name in ("android", "host", "gpu"):
         sub[name].add_argument(
             "--executor",
-            type=_executor,
+            type=executor,
             default="local",
             help="local (default: this machine) or ray / ray://HEAD:PORT: one Ray actor per phone, on the host that "
                  "advertises its resource phone:SERIAL (android), or one per node (host, gpu); docs/ray.md",
         )
     sub["judge"].add_argument("results", nargs="+", type=Path, help="BenchmarkResult JSON files (or lab reports)")
+    # A surface's request also holds the options only other surfaces take: at their own defaults.
+    defaults = {action.dest: action.default for surface in sub.values() for action in surface._actions}
     for surface in sub.values():
         own = {action.dest for action in surface._actions}
-        surface.set_defaults(**{k: v for k, v in SURFACE_OPTION_DEFAULTS.items() if k not in own})
+        surface.set_defaults(**{k: v for k, v in defaults.items() if k not in own})
     return parser
 
 

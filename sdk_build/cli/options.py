@@ -46,6 +46,17 @@ def byte_size(value: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def executor(value: str) -> str:
+    """`--executor`: local, ray or ray://HOST:PORT (`sdk_build.executors.check_executor` says which forms)."""
+    from sdk_build.errors import SpecError
+    from sdk_build.executors import check_executor
+
+    try:
+        return check_executor(value)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_cache_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache for checkpoints and float exports "
                         "(default $GEMMA_EDGE_CACHE or ~/.cache/gemma-edge)")

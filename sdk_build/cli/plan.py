@@ -15,16 +15,6 @@ from sdk_build.cli import options
 from sdk_build.cli.help import COMMAND_HELP
 
 
-def _executor(value: str) -> str:
-    from sdk_build.errors import BuildError
-    from sdk_build.executors import check_executor
-
-    try:
-        return check_executor(value)
-    except BuildError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_plan_arguments(parser: argparse.ArgumentParser, default_plan: str, *plan_aliases: str) -> None:
     from sdk_build.matrix import shipped_plans
     from sdk_build.spec import Target
@@ -39,7 +29,7 @@ def _add_plan_arguments(parser: argparse.ArgumentParser, default_plan: str, *pla
                         help="overrides the plan's checkpoint; repeat for several (one output subfolder each)")
     parser.add_argument("--checkpoints-file", type=options.existing_path, default=None,
                         help="a file of checkpoint references, one a line (# comments), built like repeated --checkpoint")
-    parser.add_argument("--executor", type=_executor, default="local",
+    parser.add_argument("--executor", type=options.executor, default="local",
                         help="local (default: this machine, --jobs exports at once), ray (the Ray cluster running "
                         "here, else a new one on this machine) or ray://HEAD:PORT (a Ray cluster's client port); "
                         "see docs/ray.md")
