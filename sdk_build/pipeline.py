@@ -31,8 +31,8 @@ from sdk_build.artifacts.manifest import (
     EntryFields,
     load_manifest,
     publish_bundle,
+    record_fields,
     sha256_file,
-    update_manifest,
 )
 from sdk_build.artifacts.naming import bundle_filename, bundle_stem
 from sdk_build.artifacts.runtime_memory import window_kv_cache_default
@@ -201,12 +201,10 @@ def build(
     manifest = load_manifest(output_dir)
     wanted = wanted_bundles(checkpoint, variant, export_options, calibration)
     if not force and all(is_up_to_date(output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
-        entries = [manifest.find(name) for name, _ in wanted.values()]
-        for entry in entries:
-            if entry is not None and fields.apply(entry):
-                update_manifest(output_dir, entry)
+        entries = [e for e in (manifest.find(name) for name, _ in wanted.values()) if e]
+        record_fields(output_dir, entries, fields)
         console.print(f"[green]up to date[/] {markup_safe(', '.join(n for n, _ in wanted.values()))}")
-        return BuildOutcome([e for e in entries if e], skipped=True, seconds=time.monotonic() - started)
+        return BuildOutcome(entries, skipped=True, seconds=time.monotonic() - started)
 
     check_build_inputs(checkpoint, variant)
     export_path = float_export_path(cache, checkpoint, variant.ekv, variant.prefill_lengths, export_options)

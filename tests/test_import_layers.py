@@ -110,7 +110,7 @@ def test_the_pipeline_is_the_only_writer_of_bundle_entries() -> None:
     `sdk_build.pipeline.build` instead of rewriting the entry after it; distribution never writes entries. The one
     other writer is a Ray run's driver, which publishes what its workers staged (issue: workers on other hosts
     must not race on the manifest)."""
-    writers = {"publish_bundle", "update_manifest"}
+    writers = {"publish_bundle", "update_manifest", "record_fields"}
     calls = []
     for name, path in _modules().items():
         if name == "sdk_build.artifacts.manifest" or not name.startswith("sdk_build."):

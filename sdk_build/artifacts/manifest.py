@@ -271,6 +271,14 @@ class EntryFields:
         return entry.to_dict() != before
 
 
+def record_fields(directory: Path, entries: list[BundleEntry], fields: EntryFields) -> None:
+    """Give already published entries `fields` (a bundle found up to date by a build that names other targets):
+    the files untouched, each entry rewritten only when that changes it."""
+    for entry in entries:
+        if fields.apply(entry):
+            update_manifest(directory, entry)
+
+
 def update_manifest(directory: Path, entry: BundleEntry) -> Manifest:
     """Insert or replace `entry` (by file name) and rewrite the manifest atomically under a lock."""
     directory = Path(directory)

@@ -145,7 +145,7 @@ def _label(jobs: list[MatrixJob], job: MatrixJob, planned: PlannedVariant) -> st
 
 def _up_to_date_outcome(job: MatrixJob, planned: PlannedVariant) -> VariantOutcome | None:
     """The outcome of a variant whose bundles are all published and whole (resume), else None (to build)."""
-    from sdk_build.artifacts.manifest import load_manifest, update_manifest
+    from sdk_build.artifacts.manifest import load_manifest, record_fields
     from sdk_build.matrix import VariantOutcome
     from sdk_build.pipeline import is_up_to_date, resolve_export_options, wanted_bundles
 
@@ -155,9 +155,7 @@ def _up_to_date_outcome(job: MatrixJob, planned: PlannedVariant) -> VariantOutco
     if not all(is_up_to_date(job.output_dir, manifest.find(n), fp) for n, fp in wanted.values()):
         return None
     entries = [e for e in (manifest.find(n) for n, _ in wanted.values()) if e is not None]
-    for entry in entries:  # the driver is this run's one writer of the manifest
-        if planned.fields.apply(entry):
-            update_manifest(job.output_dir, entry)
+    record_fields(job.output_dir, entries, planned.fields)  # the driver is this run's one writer of the manifest
     return VariantOutcome(planned, [e.file for e in entries], True, 0.0, max(e.peak_rss_bytes for e in entries),
                           [e.bytes for e in entries], output_dir=job.output_dir)
 
