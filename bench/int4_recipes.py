@@ -18,6 +18,7 @@ Ratios are against llama.cpp's Q4_0 of the same run. JSON goes to reports/bench/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--perplexity-tokens", type=int, default=2048, help="held-out tokens for perplexity")
     add_quiet_arguments(parser)
     parser.add_argument("--plan", type=Path, default=DEFAULT_PLAN)
+    parser.add_argument("--recipes", default=None,
+                        help="comma-separated: only these of each model's recipes (default: all the plan lists)")
+    parser.add_argument("--gguf", default=None, help="comma-separated: only these GGUFs (default: all the plan lists)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.fidelity_tokens < 1 or args.perplexity_tokens < 1:
@@ -169,8 +173,24 @@ COLUMNS = ["runtime", "file", "MiB", "prefill tok/s", "decode tok/s", "top-1", "
            "prefill x Q4_0", "decode x Q4_0", "top-1 >= Q4_0 - 1pt", "other load (cores)"]
 
 
+def narrow(plan: ModelPlan, recipes: str | None, gguf: str | None) -> ModelPlan:
+    """`plan` with only the recipes and GGUFs named (a plan's own order kept; a name it does not list is an error)."""
+    changes: dict[str, tuple[str, ...]] = {}
+    for field, wanted in (("recipes", recipes), ("gguf", gguf)):
+        if wanted is None:
+            continue
+        names = [n for n in wanted.split(",") if n]
+        listed = getattr(plan, field)
+        unknown = [n for n in names if n not in listed]
+        if unknown:
+            raise PlanError(f"models.{plan.name} lists no {field} {unknown}; it has {list(listed)}")
+        changes[field] = tuple(n for n in listed if n in names)
+    return dataclasses.replace(plan, **changes)
+
+
 def run(args: argparse.Namespace) -> Path:
-    plans = select_models(load_plan(args.plan), [m for m in args.models.split(",") if m])
+    plans = [narrow(p, args.recipes, args.gguf)
+             for p in select_models(load_plan(args.plan), [m for m in args.models.split(",") if m])]
     workdir = args.workdir or default_cache_dir() / "bench" / "int4_recipes"
     bundle_dirs = list(args.bundles or []) + [workdir / "bundles"]
     build = ensure_llama_cpp()

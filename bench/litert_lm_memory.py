@@ -50,6 +50,9 @@ def measure(bundle: Path, ekv: int, tokenizer: Path, cache_dir: Path, prompt_tok
             session.run_prefill([prompt])
             session.run_decode()
             info = session.get_benchmark_info()
+            # what is resident once the prompt and the decode ran: the engine's own memory (anonymous) apart from
+            # the pages of mapped files (the bundle, the weight cache file) it touched
+            resident = {field: status_bytes(field) for field in ("VmRSS", "RssAnon", "RssFile")}
         finally:
             session.close()
     finally:
@@ -62,6 +65,9 @@ def measure(bundle: Path, ekv: int, tokenizer: Path, cache_dir: Path, prompt_tok
         "peak_rss_bytes": peak,
         "held_bytes": peak - baseline,
         "weight_cache_file_bytes": weight_cache_bytes(cache_dir),
+        "after_decode_rss_bytes": resident["VmRSS"],
+        "after_decode_anon_bytes": resident["RssAnon"],
+        "after_decode_file_bytes": resident["RssFile"],
         "prefill_tokens": prompt_tokens,
         "decode_tokens": info.last_decode_token_count,
         "prefill_tok_s": info.last_prefill_tokens_per_second,

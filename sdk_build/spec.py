@@ -37,6 +37,10 @@ class Recipe(str, enum.Enum):
     DYNAMIC_INT4_BLOCK32_OCTAV = "dynamic_int4_block32_octav"
     DYNAMIC_INT4_BLOCK32_GPTQ = "dynamic_int4_block32_gptq"
     DYNAMIC_INT4_BLOCK32_OSCAR = "dynamic_int4_block32_oscar"
+    # GPTQ int4 with the most error-sensitive projections at int8 (as llama.cpp's Q4_K_M keeps them at 6 bits)
+    DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8 = "dynamic_int4_block32_gptq_down8"
+    DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8 = "dynamic_int4_channel_gptq_down8"
+    DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8 = "dynamic_int4_block32_gptq_attn8"
 
     @property
     def file_tag(self) -> str:
@@ -46,7 +50,22 @@ class Recipe(str, enum.Enum):
     @property
     def calibrated(self) -> bool:
         """Needs activation statistics from calibration text (`sdk_build.convert.calibration`)."""
-        return self.value.endswith(("_gptq", "_oscar"))
+        return self.algorithm in ("gptq", "oscar")
+
+    @property
+    def algorithm(self) -> str | None:
+        """The ai-edge-quantizer algorithm of an algorithm recipe's int4 weights (README "Recipes"), else None."""
+        for name in ("octav", "mse", "hadamard", "gptq", "oscar"):
+            if f"_{name}" in self.value:
+                return name
+        return None
+
+    @property
+    def int8_projections(self) -> tuple[str, ...]:
+        """The transformer projections a mixed recipe keeps at int8: "down" (the FFN's down projection), "attention"
+        (q/k/v and output); empty for the others."""
+        tail = self.value.rsplit("_", 1)[-1]
+        return {"down8": ("down",), "attn8": ("down", "attention")}.get(tail, ())
 
     @property
     def int4(self) -> bool:
@@ -70,6 +89,9 @@ _FILE_TAGS = {
     Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: "q4_block32_octav",
     Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: "q4_block32_gptq",
     Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: "q4_block32_oscar",
+    Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: "q4_block32_gptq_down8",
+    Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: "q4_channel_gptq_down8",
+    Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: "q4_block32_gptq_attn8",
 }
 
 

@@ -191,28 +191,33 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
     assert q8["precision"]["web"] is None
     # Hand-computed: KV 2*26*1*256*1280*4 (this file also serves the GPU and iOS: full-length local caches);
     # weight cache: int8 (1536*1152 + 1152*1024 + 2*6912*1152 + 1152*6912) * 26 + 262144*1152 (tied LM head), plus
-    # 8 bytes per output channel ((1536 + 1152 + 2*6912 + 1152) * 26 + 262144); activations (4*1280*1280 +
-    # 1280*1280 + 2*1280*6912 + 4*1280*1152 + 1280*256*6 + 262144) * 4;
-    # minimum = ceil(2 * (1005 MiB + weight cache + KV + activations) / GiB) GiB.
+    # 8 bytes per output channel ((1536 + 1152 + 2*6912 + 1152) * 26 + 262144); first launch: the packed LM head
+    # again; activations (4*1280*1280 + 1280*1280 + 2*1280*6912 + 4*1280*1152 + 1280*256*6 + 262144) * 4; the
+    # runtime's own 128 MiB. CPU: no bundle bytes (it runs from the packed copy); GPU: the bundle, float16 KV.
+    # minimum = ceil(2 * the larger of the two (float32 KV) / GiB) GiB.
     weight_cache = (1536 * 1152 + 1152 * 1024 + 2 * 6912 * 1152 + 1152 * 6912) * 26 + 262144 * 1152 + 8 * (
         (1536 + 1152 + 2 * 6912 + 1152) * 26 + 262144)
     assert weight_cache == 1_005_522_944
-    runtime = 1005 * MIB + weight_cache + 68_157_440 + 136_052_736
+    head = 262144 * 1152 + 8 * 262144
+    cpu = weight_cache + head + 68_157_440 + 136_052_736 + 128 * MIB
+    gpu = 1005 * MIB + 68_157_440 // 2 + 136_052_736 + 128 * MIB
     assert q8["memory"] == {
         "weights_bytes": 1005 * MIB,
         "weight_cache_bytes": weight_cache,
+        "first_launch_bytes": head,
+        "runtime_resident_bytes": 128 * MIB,
         "kv_cache_bytes": 68_157_440,
         "kv_cache_dtype": "float32",
         "kv_cache": {"window_sized_local_layers": False, "local_layers": 22, "local_layer_tokens": 1280,
                      "global_layers": 4, "global_layer_tokens": 1280, "token_slots": 26 * 1280},
         "activations_bytes": 136_052_736,
-        "estimated_runtime_bytes": runtime,
-        "min_device_memory_bytes": 5 * GIB,
+        "estimated_runtime_bytes": cpu,
+        "min_device_memory_bytes": 4 * GIB,
         "backends": {
             "cpu": {"kv_cache_dtype": "float32", "kv_cache_bytes": 68_157_440, "weight_cache_bytes": weight_cache,
-                    "estimated_runtime_bytes": runtime},
+                    "resident_weights_bytes": 0, "estimated_runtime_bytes": cpu},
             "gpu": {"kv_cache_dtype": "float16", "kv_cache_bytes": 68_157_440 // 2, "weight_cache_bytes": 0,
-                    "estimated_runtime_bytes": 1005 * MIB + 68_157_440 // 2 + 136_052_736},
+                    "resident_weights_bytes": 1005 * MIB, "estimated_runtime_bytes": gpu},
         },
     }
     assert q8["chat"]["instruction_tuned"] is True
@@ -222,9 +227,9 @@ def test_1b_matrix_catalog_validates_and_carries_what_apps_need(validator: jsons
 
     int4 = bundles["gemma3-1b-it-int4.task"]
     assert int4["ekv"] == 2048 and int4["memory"]["kv_cache_bytes"] == 109_051_904
-    assert int4["memory"]["min_device_memory_bytes"] == 3 * GIB  # 2 * 1,325,109,248 bytes = 2.47 GiB
+    assert int4["memory"]["min_device_memory_bytes"] == 2 * GIB, int4["memory"]["estimated_runtime_bytes"]
     f32 = bundles["Gemma3-1B-IT_multi-prefill-seq_f32_ekv1280.task"]["memory"]
-    assert f32["weight_cache_bytes"] == 3_999_006_720 and f32["min_device_memory_bytes"] == 16 * GIB
+    assert f32["weight_cache_bytes"] == 3_999_006_720 and f32["min_device_memory_bytes"] == 11 * GIB
     # android-cpu-only files get window-sized local caches: 22 * 512 + 4 * 4096 token slots at ekv 4096
     q4_4096 = bundles["Gemma3-1B-IT_multi-prefill-seq_q4_block32_ekv4096.task"]["memory"]
     assert q4_4096["kv_cache"]["window_sized_local_layers"] is True and q4_4096["kv_cache"]["token_slots"] == 27_648

@@ -5,8 +5,8 @@ For the real Gemma 3 270M and the 1B shape (random weights: sizes and memory do 
 (`bench.litert_lm_memory`: a 1024-token prompt, 128 decode steps, a first launch that packs XNNPACK's weight cache
 and a later one that maps it). The runtime's share of the peak RSS (peak minus the process's RSS before the engine
 existed) must lie within `MARGIN` of the catalog's `backends.cpu.estimated_runtime_bytes`, and window caches must
-save (or cost: the ring's mask and write plan) about what the estimate says. Measured on the 270M (2026-12-01):
-estimate / first-launch share 0.99-1.03 over all eight bundles.
+save (or cost: the ring's mask and write plan) about what the estimate says. Measured (`python -m bench.kv_window`,
+270M 2026-12-01, 1B 2026-12-02): estimate / first-launch share 0.99-1.03 over all sixteen bundles.
 
 Builds go through the real pipeline into a temporary folder; float exports are cached in the session cache
 (`GEMMA_EDGE_TEST_CACHE=~/.cache/gemma-edge` reuses the ones `python -m bench.kv_window` made).
@@ -28,8 +28,9 @@ from sdk_build.spec import make_variant
 
 pytestmark = pytest.mark.slow
 
-MARGIN = 0.15
-"""|estimate - held| / held at most this: the estimate is a sum of parts, the measurement one process on one host."""
+MARGIN = 0.06
+"""|estimate - held| / held at most this: the estimate is a sum of parts (two of them fitted), the measurement one
+process on one host; twice the largest error measured."""
 SAVING_MARGIN = 0.03
 """|(full - window) measured - (full - window) estimated| at most this share of the full-cache bundle's figure."""
 PROMPT_TOKENS, DECODE_TOKENS = 1024, 128

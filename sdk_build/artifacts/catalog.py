@@ -144,6 +144,15 @@ def _single_turn(template: dict[str, str]) -> str:
     )
 
 
+def _int8_projections(recipe: str) -> tuple[str, ...]:
+    """The projections a mixed recipe keeps at int8 (`Recipe.int8_projections`); none for recipes this build does
+    not know (a newer manifest)."""
+    try:
+        return Recipe(recipe).int8_projections
+    except ValueError:
+        return ()
+
+
 def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
     """One bundle of the catalog, derived from its manifest entry."""
     if not is_plain_file_name(entry.file):
@@ -154,8 +163,9 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
     weights, granularity, embedding = QUANTIZATION.get(entry.quantization, ("unknown", "unknown", "unknown"))
     backends = sorted({b for i in infos for b in i.backends}) or ["cpu"]
     layout = kv_layout(shape, entry.ekv, window_kv_cache(entry))
+    int8_projections = _int8_projections(entry.quantization)
     memory = estimate(shape, entry.bytes, entry.ekv, entry.prefill_lengths, layout, (weights, granularity, embedding),
-                      backends)
+                      backends, int8_projections)
     bundle: dict[str, Any] = {
         "file": entry.file,
         "url": url,
@@ -180,6 +190,7 @@ def catalog_entry(entry: BundleEntry, url: str) -> dict[str, Any]:
             "weights": weights,
             "granularity": granularity,
             "embedding": embedding,
+            **({"int8_projections": list(int8_projections)} if int8_projections else {}),
             "activations": "float32",
         },
         "ekv": entry.ekv,

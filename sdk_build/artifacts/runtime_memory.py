@@ -8,12 +8,17 @@ the figures are in README "Memory", from `python -m bench.kv_window`).
 
 The parts, per backend:
 
-- **weights**: the bundle's bytes. The runtimes map the file and read every weight; quantized weights stay
-  quantized in memory (dynamic quantization: activations are quantized on the fly).
+- **weights**: on a GPU, the bundle's bytes (the engine uploads them from the mapped file). On the CPU, none of
+  them as such: XNNPACK reads each fully connected weight once to pack it and then runs from the packed copy, and the
+  embedding lookup touches only the rows of the tokens seen (measured: a later launch of the 1B q8 file keeps about
+  110 MiB of its 1 GB resident; the rest is `RUNTIME_RESIDENT_BYTES`).
 - **weight cache** (CPU only): XNNPACK repacks every fully connected weight (the transformer's projections and the
-  LM head, which is Gemma's tied embedding table) into its own layout and keeps that copy beside the file: on a
-  first launch in memory while it writes the cache file, on later launches by mapping that file. Estimated as
-  those matrices at the recipe's width plus per-output-channel scales (`weight_cache_bytes`).
+  LM head, which is Gemma's tied embedding table) into its own layout: on a first launch in memory while it writes
+  the cache file, on later launches by mapping that file. Estimated as those matrices at the recipe's width (int8
+  for the projections a mixed recipe keeps at int8) plus per-output-channel scales (`weight_cache_bytes`). A first
+  launch holds the packed LM head a second time (`first_launch_bytes`: measured 165 MiB more than a later launch
+  on the 270M, 294 MiB on the 1B, against 162 and 290 MiB of packed head).
+- **runtime**: `RUNTIME_RESIDENT_BYTES`, the same for every bundle (fitted).
 - **KV cache**: `2 (K and V) * token slots * kv_heads * head_dim * dtype bytes`, the token slots from
   `sdk_build.convert.kv_cache`: `ekv` per layer, or the 512-token window for sliding-window layers of bundles built with
   window caches. CPU (XNNPACK) keeps litert-torch's float32 tensors; GPU executors run F16 (MediaPipe's web page
@@ -57,15 +62,16 @@ CHANNEL_BYTES = 8
 """Per output channel of a quantized matrix: a float32 scale and a float32 bias slot in XNNPACK's packed layout."""
 
 
-def fully_connected_shapes(shape: ModelShape) -> tuple[list[tuple[int, int]], tuple[int, int]]:
-    """(out, in) of the transformer's projections (all layers) and of the LM head (the tied embedding table)."""
+def fully_connected_shapes(shape: ModelShape) -> tuple[list[tuple[str, tuple[int, int]]], tuple[int, int]]:
+    """(kind, (out, in)) of the transformer's projections (all layers), kinds as in `Recipe.int8_projections`, and
+    (out, in) of the LM head (the tied embedding table)."""
     h, d = shape.hidden_size, shape.head_dim
     per_layer = [
-        ((shape.num_heads + 2 * shape.num_kv_heads) * d, h),  # q, k, v
-        (h, shape.num_heads * d),  # attention output
-        (shape.intermediate_size, h),  # gate
-        (shape.intermediate_size, h),  # up
-        (h, shape.intermediate_size),  # down
+        ("attention", ((shape.num_heads + 2 * shape.num_kv_heads) * d, h)),  # q, k, v
+        ("attention", (h, shape.num_heads * d)),  # attention output
+        ("gate", (shape.intermediate_size, h)),
+        ("up", (shape.intermediate_size, h)),
+        ("down", (h, shape.intermediate_size)),
     ]
     return per_layer * shape.num_layers, (shape.vocab_size, h)
 
@@ -79,12 +85,28 @@ def packed_bytes(out_in: tuple[int, int], weights: str, granularity: str) -> int
     return int(out * inputs * per_weight) + channels
 
 
-def weight_cache_bytes(shape: ModelShape, weights: str, granularity: str, embedding: str) -> int:
-    """XNNPACK's repacked copy of the fully connected weights (see the module docstring)."""
-    layers, head = fully_connected_shapes(shape)
-    transformer = sum(packed_bytes(m, weights, granularity) for m in layers)
-    head_granularity = granularity if embedding == weights else "per-channel"
-    return transformer + packed_bytes(head, embedding, head_granularity)
+def head_packed_bytes(shape: ModelShape, weights: str, granularity: str, embedding: str) -> int:
+    """XNNPACK's packed copy of the LM head (Gemma's tied embedding table, at the embedding's width)."""
+    _, head = fully_connected_shapes(shape)
+    return packed_bytes(head, embedding, granularity if embedding == weights else "per-channel")
+
+
+def weight_cache_bytes(shape: ModelShape, weights: str, granularity: str, embedding: str,
+                       int8_projections: Sequence[str] = ()) -> int:
+    """XNNPACK's repacked copy of the fully connected weights (see the module docstring); `int8_projections`: the
+    kinds a mixed recipe keeps at int8 per-channel."""
+    layers, _ = fully_connected_shapes(shape)
+    transformer = sum(packed_bytes(m, "int8", "per-channel") if kind in int8_projections
+                      else packed_bytes(m, weights, granularity) for kind, m in layers)
+    return transformer + head_packed_bytes(shape, weights, granularity, embedding)
+
+
+RUNTIME_RESIDENT_BYTES = 128 * 2**20
+"""What LiteRT-LM holds for any bundle beyond the parts counted here: the engine's code pages, its tokenizer, session
+and arena bookkeeping, the pages of the bundle it reads besides the packed weights (the embedding rows of the tokens
+seen, norms, metadata). Fitted, not derived: the held memory of a later launch minus weight cache, KV cache and
+activations is 121-136 MiB for both the real 270M and the 1B shape (`python -m bench.kv_window`, 2026-12-02),
+the same for both models, so a constant."""
 
 
 RING_PLAN_TENSORS = 8
@@ -124,6 +146,7 @@ class BackendMemory:
     kv_cache_dtype: str
     kv_cache_bytes: int
     weight_cache_bytes: int
+    resident_weights_bytes: int
     runtime_bytes: int
 
     def to_dict(self) -> dict[str, int | str]:
@@ -131,6 +154,7 @@ class BackendMemory:
             "kv_cache_dtype": self.kv_cache_dtype,
             "kv_cache_bytes": self.kv_cache_bytes,
             "weight_cache_bytes": self.weight_cache_bytes,
+            "resident_weights_bytes": self.resident_weights_bytes,
             "estimated_runtime_bytes": self.runtime_bytes,
         }
 
@@ -142,14 +166,23 @@ class MemoryEstimate:
     weights_bytes: int
     weight_cache_bytes: int
     """XNNPACK's packed copy; counted for the CPU backend only."""
+    first_launch_bytes: int
+    """CPU, first launch only: the packed LM head, held in memory a second time while the cache file is written."""
     activations_bytes: int
     backends: tuple[str, ...]
 
-    def backend(self, name: str) -> BackendMemory:
-        dtype = BACKEND_KV_DTYPE[name]
+    def resident_weights(self, name: str) -> int:
+        """Bundle bytes the backend keeps resident: all of them on a GPU (uploaded from the mapped file); on the CPU
+        only what XNNPACK does not pack (in `RUNTIME_RESIDENT_BYTES`), since it runs from its packed copy."""
+        return 0 if name == "cpu" else self.weights_bytes
+
+    def backend(self, name: str, kv_dtype: str | None = None) -> BackendMemory:
+        dtype = kv_dtype or BACKEND_KV_DTYPE[name]
         kv = self.layout.bytes(self.shape, dtype)
-        cache = self.weight_cache_bytes if name == "cpu" else 0
-        return BackendMemory(dtype, kv, cache, self.weights_bytes + cache + kv + self.activations_bytes)
+        cache = self.weight_cache_bytes + self.first_launch_bytes if name == "cpu" else 0
+        resident = self.resident_weights(name)
+        total = resident + cache + kv + self.activations_bytes + RUNTIME_RESIDENT_BYTES
+        return BackendMemory(dtype, kv, self.weight_cache_bytes if name == "cpu" else 0, resident, total)
 
     @property
     def kv_cache_bytes(self) -> int:
@@ -161,8 +194,8 @@ class MemoryEstimate:
 
     @property
     def runtime_bytes(self) -> int:
-        """The upper bound: float32 KV, and the weight cache when the bundle may run on the CPU."""
-        return self.weights_bytes + self.counted_weight_cache_bytes + self.kv_cache_bytes + self.activations_bytes
+        """The upper bound over the bundle's backends, each with float32 KV (the web page's F32 fallback)."""
+        return max(self.backend(name, KV_CACHE_DTYPE).runtime_bytes for name in self.backends)
 
     @property
     def min_device_memory_bytes(self) -> int:
@@ -172,6 +205,8 @@ class MemoryEstimate:
         return {
             "weights_bytes": self.weights_bytes,
             "weight_cache_bytes": self.counted_weight_cache_bytes,
+            "first_launch_bytes": self.first_launch_bytes if "cpu" in self.backends else 0,
+            "runtime_resident_bytes": RUNTIME_RESIDENT_BYTES,
             "kv_cache_bytes": self.kv_cache_bytes,
             "kv_cache_dtype": KV_CACHE_DTYPE,
             "kv_cache": self.layout.to_dict(self.shape),
@@ -190,14 +225,17 @@ def estimate(
     layout: KvLayout,
     quantization: tuple[str, str, str],
     backends: Sequence[str] = ("cpu",),
+    int8_projections: Sequence[str] = (),
 ) -> MemoryEstimate:
-    """`quantization`: (transformer weights, granularity, embedding), as in the catalog's `quantization` field."""
+    """`quantization`: (transformer weights, granularity, embedding), as in the catalog's `quantization` field;
+    `int8_projections`: what a mixed recipe keeps at int8 (`Recipe.int8_projections`)."""
     weights, granularity, embedding = quantization
     return MemoryEstimate(
         shape=shape,
         layout=layout,
         weights_bytes=int(bundle_bytes),
-        weight_cache_bytes=weight_cache_bytes(shape, weights, granularity, embedding),
+        weight_cache_bytes=weight_cache_bytes(shape, weights, granularity, embedding, int8_projections),
+        first_launch_bytes=head_packed_bytes(shape, weights, granularity, embedding),
         activations_bytes=activation_bytes(shape, ekv, prefill_lengths, layout),
         backends=tuple(sorted(set(backends))),
     )

@@ -54,6 +54,14 @@ from sdk_build.gpu.layout import EmbeddingStorage
 from sdk_build.spec import Recipe
 from sdk_build.system.atomic import atomic_path
 
+PROJECTION_SCOPES: dict[str, tuple[str, ...]] = {
+    # litert-torch's Gemma 3 decoder: GatedFeedForward's w2 is the down projection (w1 gate, w3 up); attention has
+    # one fused q/k/v projection and an output projection. The op output names carry the module path.
+    "down": (r"GatedFeedForward_ff/torch\.nn\.modules\.linear\.Linear_w2",),
+    "attention": (r"Linear_qkv_projection", r"Linear_output_projection"),
+}
+"""Output-name regexes of the projections a mixed recipe (`Recipe.int8_projections`) keeps at int8."""
+
 
 def build_recipe(recipe: Recipe) -> list[dict] | None:
     """The ai-edge-quantizer recipe for `recipe` (None for fp32: nothing to quantize).
@@ -83,6 +91,11 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         return [(".*", ops.ALL_SUPPORTED, 4, gran), (".*", ops.FULLY_CONNECTED, 4, gran, algorithm),
                 *int8_tied_embedding]
 
+    def int8_projections(kinds: tuple[str, ...]) -> list[tuple]:
+        """int8 per-channel, min-max, for these projections of every layer (`PROJECTION_SCOPES`)."""
+        return [(regex, ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE) for kind in kinds
+                for regex in PROJECTION_SCOPES[kind]]
+
     channel, block32 = granularity.CHANNELWISE, granularity.BLOCKWISE_32
     plan: dict[Recipe, list[tuple]] = {
         Recipe.DYNAMIC_INT8: [(".*", ops.ALL_SUPPORTED, 8, granularity.CHANNELWISE)],
@@ -99,6 +112,10 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: int4_with(block32, A.OCTAV),
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: int4_with(block32, A.GPTQ),
         Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: int4_with(block32, A.OSCAR),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: [*int4_with(block32, A.GPTQ), *int8_projections(("down",))],
+        Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: [*int4_with(channel, A.GPTQ), *int8_projections(("down",))],
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: [*int4_with(block32, A.GPTQ),
+                                                 *int8_projections(("down", "attention"))],
         # The rotation must cover both users of the tied table alike (else the quantizer stores it twice).
         Recipe.DYNAMIC_INT4_CHANNEL_HADAMARD: [
             (".*", ops.ALL_SUPPORTED, 4, channel, A.DECOMPOSED_HADAMARD_ROTATION),
@@ -134,6 +151,9 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
         Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: int8,
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: int8,
         Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: int8,
+        Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: int8,
     }[recipe]
 
 
