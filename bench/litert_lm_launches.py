@@ -45,8 +45,8 @@ def run_case(model: Path, ekv: int, extra: list[str], args: argparse.Namespace) 
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     text = done.stdout + done.stderr
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    prefill = re.search(r"Prefill speed: ([\d.]+)", text)
-    decode = re.search(r"Decode speed: ([\d.]+)", text)
+    prefill = re.search(r"Prefill speed:\s+([\d.]+)", text)
+    decode = re.search(r"Decode speed:\s+([\d.]+)", text)
     if done.returncode != 0 or not rss or not prefill:
         tail = "\n".join(text.splitlines()[-10:])
         raise RuntimeError(f"{model.name} {' '.join(extra)} exited {done.returncode}:\n{tail}")

@@ -202,13 +202,15 @@ DEFAULT_INT4 = "int4"
 """Recipe alias (CLI `--recipe int4`, TOML `recipe = "int4"`): the default int4 recipe of the variant's target."""
 
 _DEFAULT_INT4 = {
-    # GPTQ blocks of 32: on the real 270M, held-out perplexity +30% over fp32 against +60% for min-max, top-1 78.1%
-    # against 74.2%, the same graph and bytes as min-max so the same speed (bench.int4_recipes, README "Recipes")
-    Target.ANDROID_CPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
-    Target.IOS: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
-    # the same graph as min-max blocks of 32: it runs on LiteRT-LM's GPU engine in F16 and F32 (tests/test_gpu_engine.py)
-    Target.ANDROID_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
-    Target.WEB_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ,
+    # GPTQ blocks of 32 with every FFN down projection at int8: on the real 270M, held-out perplexity +20% over fp32
+    # against +31% for plain GPTQ and +60% for min-max, top-1 82.0% against 79.7% and 75.8%, the same decode speed,
+    # faster prefill, 4% more bytes (bench.int4_recipes; the table: docs/benchmarks.md, "int4 recipes vs llama.cpp")
+    Target.ANDROID_CPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
+    Target.IOS: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
+    # int4 blocks of 32 and int8 per-channel matrices, both of which the GPU engine runs: it runs there in F16 and
+    # F32 (tests/test_gpu_engine.py)
+    Target.ANDROID_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
+    Target.WEB_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
 }
 
 

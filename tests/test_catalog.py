@@ -65,7 +65,8 @@ MEASURED_270M_BYTES = {
     ("dynamic_int8", "task"): 295_718_758,
     ("dynamic_int8", "litertlm"): 295_762_224,
     ("dynamic_int4_block32", "task"): 246_235_798,
-    ("dynamic_int4_block32_gptq", "task"): 241_852_630,  # the demo's `int4` (bench.int4_recipes run, issue 21)
+    ("dynamic_int4_block32_gptq", "task"): 241_852_630,  # the demo's `int4` until issue 21's mixed recipes
+    ("dynamic_int4_block32_gptq_down8", "task"): 252_708_614,  # the demo's `int4` (bench.int4_recipes, 2026-12-02)
 }
 
 
@@ -256,7 +257,7 @@ def test_270m_catalog_validates(validator: jsonschema.Draft202012Validator) -> N
     assert set(bundles) == {
         "Gemma3-270M_multi-prefill-seq_q8_ekv1024.task",
         "Gemma3-270M_multi-prefill-seq_q8_ekv1024.litertlm",
-        "Gemma3-270M_multi-prefill-seq_q4_block32_gptq_ekv1024.task",
+        "Gemma3-270M_multi-prefill-seq_q4_block32_gptq_down8_ekv1024.task",
     }
     q8 = bundles["Gemma3-270M_multi-prefill-seq_q8_ekv1024.task"]
     # android-cpu: 15 sliding-window layers of 512 tokens, 3 global ones of ekv 1024 (full: 2*18*256*1024*4)
@@ -266,8 +267,10 @@ def test_270m_catalog_validates(validator: jsonschema.Draft202012Validator) -> N
     assert bundles["Gemma3-270M_multi-prefill-seq_q8_ekv1024.litertlm"]["runtimes"] == ["litert-lm"]
     assert q8["chat"]["instruction_tuned"] is False and q8["chat"]["single_turn"] == "{prompt}"
     assert q8["model"]["parameters"] == GEMMA3_270M.parameter_count
-    block32 = bundles["Gemma3-270M_multi-prefill-seq_q4_block32_gptq_ekv1024.task"]
-    assert block32["quantization"]["recipe"] == "dynamic_int4_block32_gptq"
+    block32 = bundles["Gemma3-270M_multi-prefill-seq_q4_block32_gptq_down8_ekv1024.task"]
+    assert block32["quantization"]["recipe"] == "dynamic_int4_block32_gptq_down8"
+    assert block32["quantization"]["int8_projections"] == ["down"]
+    assert "int8_projections" not in q8["quantization"]
     assert block32["quantization"]["weights"] == "int4" and block32["quantization"]["embedding"] == "int8"
     assert block32["quantization"]["granularity"] == "block-32"
     assert block32["memory"]["estimated_runtime_bytes"] < q8["memory"]["estimated_runtime_bytes"]

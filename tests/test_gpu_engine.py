@@ -19,7 +19,7 @@ from sdk_build.gpu.buffers import model_bytes, tensor_sizes
 from sdk_build.gpu.vulkan import list_devices
 from sdk_build.pipeline import build
 from sdk_build.sources.tiny_checkpoint import make_tiny_checkpoint
-from sdk_build.spec import make_variant
+from sdk_build.spec import Target, default_int4, make_variant
 from sdk_build.verify import verify_bundle_runs
 from sdk_build.verify.engine import EngineConfig
 
@@ -96,10 +96,11 @@ def test_verify_on_the_gpu_in_f16_and_f32(gpu_tiny, gemma_edge_cache):
 
 
 def test_default_int4_runs_on_the_gpu_in_f16_and_f32(tmp_path, tiny_checkpoint_dir, gemma_edge_cache):
-    """The GPU targets' `int4` (GPTQ blocks of 32, calibrated on the GPU layout's own float graph) on the GPU engine."""
+    """The GPU targets' `int4` (README "Recipes": GPTQ, calibrated on the GPU layout's own float graph) on the GPU
+    engine."""
     variant = make_variant("int4", TINY_EKV, TINY_PREFILL, formats=["task"], target="web-gpu",
                            gpu_buffer_limit=16 * 2**10)
-    assert variant.recipe.value == "dynamic_int4_block32_gptq"
+    assert variant.recipe is default_int4(Target.WEB_GPU) and variant.recipe.calibrated
     outcome = build(str(tiny_checkpoint_dir), variant, tmp_path, cache_dir=gemma_edge_cache, allow_custom_shape=True)
     reports = verify_bundle_runs(tmp_path / outcome.entries[0].file, GPU_RUNS, cache_dir=gemma_edge_cache,
                                  new_tokens=8, prompts=PROMPTS, perplexity_tokens=0)

@@ -25,8 +25,9 @@ from sdk_build.spec import BundleFormat, Recipe, make_variant
 from sdk_build.verify import verify_bundle
 from tests.conftest import TINY_EKV, TINY_PREFILL
 
-ALGORITHM_RECIPES = [r for r in Recipe if r.value.startswith("dynamic_int4_") and r.value.split("_")[-1] in
-                     {"octav", "mse", "hadamard", "gptq", "oscar"}]
+ALGORITHM_RECIPES = [r for r in Recipe if r.algorithm is not None]
+MIXED_RECIPES = [r for r in Recipe if r.int8_projections]
+DEFAULT_CALIBRATION = CalibrationSpec()
 OTHER_TEXT = TextSet("python-whatsnew-3.11", ("whatsnew/3.11.rst.txt",))
 
 
@@ -72,6 +73,44 @@ def test_algorithms_keep_each_weight_once_and_packed(recipe_bundles: Path) -> No
     assert "calibration" not in entries["dynamic_int4_channel_octav"].extra
 
 
+def _fully_connected_weight_types(bundle: Path) -> dict[str, set[str]]:
+    """Projection kind -> the tensor types of its fully connected weights in `bundle` (every signature)."""
+    import re
+
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    from sdk_build.convert.quantize import PROJECTION_SCOPES
+    from sdk_build.gpu.buffers import model_bytes
+
+    names = {9: "int8", 17: "int4", 0: "float32"}
+    model = tfl.read_model(model_bytes(bundle))
+    found: dict[str, set[str]] = {}
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != 9:  # FULLY_CONNECTED
+                continue
+            output = tfl.get_tensor_name(subgraph.tensors[op.outputs[0]])
+            kind = next((k for k, regexes in PROJECTION_SCOPES.items() if any(re.search(r, output) for r in regexes)),
+                        "logits" if "logits" in output else "other")
+            found.setdefault(kind, set()).add(names.get(subgraph.tensors[op.inputs[1]].type, "other"))
+    return found
+
+
+@pytest.mark.parametrize("recipe", MIXED_RECIPES, ids=lambda r: r.value)
+def test_mixed_recipes_keep_exactly_their_projections_at_int8(recipe_bundles: Path, recipe: Recipe) -> None:
+    """The regexes of `PROJECTION_SCOPES` must find the projections in the exported graph: a rename in litert-torch
+    would otherwise build a plain int4 file under a mixed recipe's name."""
+    entry = next(e for e in load_manifest(recipe_bundles).bundles if e.quantization == recipe.value and e.format == "task")
+    types = _fully_connected_weight_types(recipe_bundles / entry.file)
+    for kind in ("down", "attention"):
+        assert types[kind] == ({"int8"} if kind in recipe.int8_projections else {"int4"}), (kind, types)
+    assert types["other"] == {"int4"} and types["logits"] == {"int8"}, types
+    plain = Recipe.DYNAMIC_INT4_CHANNEL_GPTQ if "channel" in recipe.value else Recipe.DYNAMIC_INT4_BLOCK32_GPTQ
+    sizes = {e.quantization: e.extra["tflite_bytes"] for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
+    assert sizes[recipe.value] > sizes[plain.value]
+
+
 def test_fingerprint_changes_with_algorithm_and_calibration_text(tiny_checkpoint_dir: Path,
                                                                  gemma_edge_cache: Path) -> None:
     from sdk_build.sources import resolve_checkpoint
@@ -79,7 +118,7 @@ def test_fingerprint_changes_with_algorithm_and_calibration_text(tiny_checkpoint
     checkpoint = resolve_checkpoint(str(tiny_checkpoint_dir), gemma_edge_cache, allow_custom_shape=True)
     options = ExportOptions()
 
-    def fingerprint(recipe: Recipe, calibration: CalibrationSpec = CalibrationSpec()) -> str:
+    def fingerprint(recipe: Recipe, calibration: CalibrationSpec = DEFAULT_CALIBRATION) -> str:
         variant = make_variant(recipe.value, TINY_EKV, TINY_PREFILL)
         return spec_fingerprint(checkpoint, variant, BundleFormat.TASK, options, calibration)
 
