@@ -37,7 +37,7 @@ class Recipe(str, enum.Enum):
     DYNAMIC_INT4_BLOCK32_OCTAV = "dynamic_int4_block32_octav"
     DYNAMIC_INT4_BLOCK32_GPTQ = "dynamic_int4_block32_gptq"
     DYNAMIC_INT4_BLOCK32_OSCAR = "dynamic_int4_block32_oscar"
-    # GPTQ int4 with the most error-sensitive projections at int8 (as llama.cpp's Q4_K_M keeps them at 6 bits)
+    # GPTQ int4 with the most error-sensitive projections at int8 (llama.cpp's Q4_K_M keeps part of them at 6 bits)
     DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8 = "dynamic_int4_block32_gptq_down8"
     DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8 = "dynamic_int4_channel_gptq_down8"
     DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8 = "dynamic_int4_block32_gptq_attn8"

@@ -35,7 +35,7 @@ fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as 
   on the activations added to the graph, then activation-weighted optimal clipping (calibration data).
 - Mixed (`_down8`, `_attn8`): GPTQ int4, with some projections of every layer int8 per-channel, min-max
   (`PROJECTION_SCOPES`): the FFN down projection, which sums the widest activations and so carries the largest
-  rounding error into the residual stream (llama.cpp's Q4_K_M keeps it, and attention's V, at 6 bits), and for
+  rounding error into the residual stream (llama.cpp's Q4_K_M keeps part of them, and of attention's V, at 6 bits), and for
   `_attn8` the attention projections as well.
 GPTQ and OSCAR calibrate on real text (`sdk_build.convert.calibration`, `sdk_build.convert.text_corpus`), which is part of the build
 fingerprint. Which of them is the default int4 and why: README "Recipes" (`sdk_build.spec.default_int4`).
