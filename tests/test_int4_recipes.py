@@ -80,9 +80,8 @@ def _fully_connected_weight_types(bundle: Path) -> dict[str, set[str]]:
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     from sdk_build.convert.quantize import PROJECTION_SCOPES
-    from sdk_build.gpu.buffers import model_bytes
+    from sdk_build.gpu.buffers import DTYPE_NAMES, model_bytes
 
-    names = {9: "int8", 17: "int4", 0: "float32"}
     model = tfl.read_model(model_bytes(bundle))
     found: dict[str, set[str]] = {}
     for subgraph in model.subgraphs:
@@ -93,7 +92,7 @@ def _fully_connected_weight_types(bundle: Path) -> dict[str, set[str]]:
             output = tfl.get_tensor_name(subgraph.tensors[op.outputs[0]])
             kind = next((k for k, regexes in PROJECTION_SCOPES.items() if any(re.search(r, output) for r in regexes)),
                         "logits" if "logits" in output else "other")
-            found.setdefault(kind, set()).add(names.get(subgraph.tensors[op.inputs[1]].type, "other"))
+            found.setdefault(kind, set()).add(DTYPE_NAMES.get(subgraph.tensors[op.inputs[1]].type, "other"))
     return found
 
 

@@ -179,10 +179,10 @@ class MemoryEstimate:
     def backend(self, name: str, kv_dtype: str | None = None) -> BackendMemory:
         dtype = kv_dtype or BACKEND_KV_DTYPE[name]
         kv = self.layout.bytes(self.shape, dtype)
-        cache = self.weight_cache_bytes + self.first_launch_bytes if name == "cpu" else 0
+        cache, first_launch = (self.weight_cache_bytes, self.first_launch_bytes) if name == "cpu" else (0, 0)
         resident = self.resident_weights(name)
-        total = resident + cache + kv + self.activations_bytes + RUNTIME_RESIDENT_BYTES
-        return BackendMemory(dtype, kv, self.weight_cache_bytes if name == "cpu" else 0, resident, total)
+        total = resident + cache + first_launch + kv + self.activations_bytes + RUNTIME_RESIDENT_BYTES
+        return BackendMemory(dtype, kv, cache, resident, total)
 
     @property
     def kv_cache_bytes(self) -> int:

@@ -95,10 +95,11 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         return [(".*", ops.ALL_SUPPORTED, 4, gran), (".*", ops.FULLY_CONNECTED, 4, gran, algorithm),
                 *int8_tied_embedding]
 
-    def int8_projections(kinds: tuple[str, ...]) -> list[tuple]:
-        """int8 per-channel, min-max, for these projections of every layer (`PROJECTION_SCOPES`)."""
-        return [(regex, ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE) for kind in kinds
-                for regex in PROJECTION_SCOPES[kind]]
+    def gptq_mixed(gran: object) -> list[tuple]:
+        """GPTQ int4, then int8 per-channel, min-max, for the projections `recipe` keeps at 8 bits in every layer
+        (`Recipe.int8_projections`, matched by `PROJECTION_SCOPES`)."""
+        return [*int4_with(gran, A.GPTQ), *[(regex, ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE)
+                                            for kind in recipe.int8_projections for regex in PROJECTION_SCOPES[kind]]]
 
     channel, block32 = granularity.CHANNELWISE, granularity.BLOCKWISE_32
     plan: dict[Recipe, list[tuple]] = {
@@ -116,10 +117,9 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         Recipe.DYNAMIC_INT4_BLOCK32_OCTAV: int4_with(block32, A.OCTAV),
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ: int4_with(block32, A.GPTQ),
         Recipe.DYNAMIC_INT4_BLOCK32_OSCAR: int4_with(block32, A.OSCAR),
-        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: [*int4_with(block32, A.GPTQ), *int8_projections(("down",))],
-        Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: [*int4_with(channel, A.GPTQ), *int8_projections(("down",))],
-        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: [*int4_with(block32, A.GPTQ),
-                                                 *int8_projections(("down", "attention"))],
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: gptq_mixed(block32),
+        Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: gptq_mixed(channel),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: gptq_mixed(block32),
         # The rotation must cover both users of the tied table alike (else the quantizer stores it twice).
         Recipe.DYNAMIC_INT4_CHANNEL_HADAMARD: [
             (".*", ops.ALL_SUPPORTED, 4, channel, A.DECOMPOSED_HADAMARD_ROTATION),

@@ -22,7 +22,7 @@ _DECODER_MODEL_TYPES = ("tf_lite_prefill_decode", "prefill_decode")
 
 # TensorType -> bits per element (tflite schema order); int4 packs two values per byte.
 _BITS = {0: 32, 1: 16, 2: 32, 3: 8, 4: 64, 6: 8, 7: 16, 9: 8, 10: 64, 16: 32, 17: 4, 18: 16}
-_DTYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
+DTYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
                 10: "float64", 16: "uint32", 17: "int4", 18: "bfloat16"}
 
 
@@ -115,7 +115,7 @@ def tensor_sizes(model: bytes) -> list[TensorSize]:
                 count *= max(n, 1)
             computed = (count * _BITS.get(tensor.Type(), 32) + 7) // 8
             name = (tensor.Name() or b"").decode(errors="replace")
-            size = TensorSize(name, shape, _DTYPE_NAMES.get(tensor.Type(), str(tensor.Type())), stored or computed,
+            size = TensorSize(name, shape, DTYPE_NAMES.get(tensor.Type(), str(tensor.Type())), stored or computed,
                               constant=bool(stored))
             key = ("buffer", tensor.Buffer()) if stored else ("tensor", s, t)
             if key not in seen or seen[key].bytes < size.bytes:
