@@ -7,7 +7,8 @@ LiteRT-LM (`python -m sdk_build.verify.engine`), the score here again.
     python -m bench.remote_verify score BUNDLE DIR
         reads DIR/result-*.json and prints what `sdk-build verify` prints, one report per run
 
-The reference is the same as `verify`'s (`sdk_build.verify.reference_plan`), and so is the scoring (`score`).
+The reference is `verify`'s own (`sdk_build.verify.runs.fp32_reference`: the same prompts, the long one included,
+and the same held-out text for perplexity), and so is the scoring.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from sdk_build.artifacts.manifest import load_manifest
 from sdk_build.cli.verify import print_report
-from sdk_build.verify import DEFAULT_PROMPTS, ReferencePlan, reference_plan, score
+from sdk_build.system.atomic import atomic_write_text
+from sdk_build.verify import default_prompts, perplexity, score
 from sdk_build.verify.engine import EngineConfig
+from sdk_build.verify.runs import FP32Reference, fp32_reference
 
 
 def _checkpoint_and_tokenizer(bundle: Path):
@@ -34,32 +37,30 @@ def _checkpoint_and_tokenizer(bundle: Path):
     return entry, checkpoint, spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
 
 
-def write_plan(bundle: Path, out: Path, precisions: list[str], new_tokens: int) -> None:
-    from sdk_build.convert.model_loader import load_torch_model
-
+def write_plan(bundle: Path, out: Path, precisions: list[str], new_tokens: int, perplexity_tokens: int) -> None:
     entry, checkpoint, tokenizer = _checkpoint_and_tokenizer(bundle)
-    cache_len = min(entry.ekv, max(len(tokenizer.encode(p)) for p in DEFAULT_PROMPTS) + new_tokens + 2)
-    plan = reference_plan(load_torch_model(checkpoint, mask_cache_size=cache_len), tokenizer, DEFAULT_PROMPTS,
-                          new_tokens, cache_len)
+    prompts = default_prompts(tokenizer, checkpoint.shape.sliding_window, entry.ekv, new_tokens)
+    reference = fp32_reference(checkpoint, tokenizer, entry.ekv, prompts, new_tokens, perplexity_tokens)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(plan.to_dict()))
+    atomic_write_text(out / "plan.json", json.dumps(reference.to_dict()))
     for precision in precisions:
         config = EngineConfig("gpu", precision)
         request = {"bundle": bundle.name, "max_num_tokens": entry.ekv, "backend": "gpu", "precision": precision,
-                   "threads": 2, "cache_root": "/tmp/gemma-edge-cache", **plan.engine_request()}
-        (out / f"request-{config.key}.json").write_text(json.dumps(request))
+                   "threads": 2, "cache_root": "/tmp/gemma-edge-cache", **reference.engine_request()}
+        atomic_write_text(out / f"request-{config.key}.json", json.dumps(request))
 
 
 def score_results(bundle: Path, out: Path) -> None:
     entry, _checkpoint, tokenizer = _checkpoint_and_tokenizer(bundle)
-    plan = ReferencePlan.from_dict(json.loads((out / "plan.json").read_text()))
+    reference = FP32Reference.from_dict(json.loads((out / "plan.json").read_text()))
     for path in sorted(out.glob("result-*.json")):
         result = json.loads(path.read_text())
         if result["error"]:
             print(f"{path.name}: {result['error']}")
             continue
         produced = {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]]}
-        report = score(plan, produced, tokenizer, bundle.name, entry.checkpoint["ref"], None)
+        report = score(reference.plan, produced, tokenizer, bundle.name, entry.checkpoint["ref"], None)
+        report.perplexity = reference.perplexity(result.get("scores"))
         report.backend, report.precision = "gpu", path.stem.split("-")[-1]
         report.adapter = {"device": result.get("device") or {"name": "?", "driver": "?", "software": False,
                                                              "f16": True, "max_storage_buffer_range": 0},
@@ -75,12 +76,14 @@ def main() -> None:
     plan.add_argument("--out", type=Path, required=True)
     plan.add_argument("--precision", action="append", choices=["f16", "f32"], default=None)
     plan.add_argument("--tokens", type=int, default=16)
+    plan.add_argument("--perplexity-tokens", type=int, default=perplexity.DEFAULT_TOKENS,
+                      help="held-out tokens scored by both sides, as `sdk-build verify` (0: none)")
     scoring = commands.add_parser("score")
     scoring.add_argument("bundle", type=Path)
     scoring.add_argument("results", type=Path)
     args = parser.parse_args()
     if args.command == "plan":
-        write_plan(args.bundle, args.out, args.precision or ["f16", "f32"], args.tokens)
+        write_plan(args.bundle, args.out, args.precision or ["f16", "f32"], args.tokens, args.perplexity_tokens)
     else:
         score_results(args.bundle, args.results)
 

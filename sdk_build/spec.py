@@ -207,8 +207,9 @@ _DEFAULT_INT4 = {
     # faster prefill, 4% more bytes (bench.int4_recipes; the table: docs/benchmarks.md, "int4 recipes vs llama.cpp")
     Target.ANDROID_CPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
     Target.IOS: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
-    # int4 blocks of 32 and int8 per-channel matrices, both of which the GPU engine runs: it runs there in F16 and
-    # F32 (tests/test_gpu_engine.py)
+    # int4 blocks of 32 and int8 per-channel matrices, both of which the GPU engine runs, in F16 and F32
+    # (tests/test_gpu_engine.py); on a real GPU the real 270M keeps the lead it has on the CPU over min-max
+    # (docs/benchmarks.md, "The default int4 on a real GPU")
     Target.ANDROID_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
     Target.WEB_GPU: Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8,
 }

@@ -10,11 +10,25 @@ Why it is done this way:
   consumer of the same weight: each weight is quantized once, from the same text, whatever the signature order.
 - The calibrator runs the float model in LiteRT's interpreter (the converted graph itself, not the PyTorch model),
   which is what the statistics must describe.
+- Memory: ai-edge-quantizer 0.10.0's calibrator runs the model in an interpreter with XNNPACK, which packs its own
+  copy of the float weights for every signature of a multi-signature file (on the 1B, several times the model's
+  size after a single step; TFLite's builtin kernels use the weights in place), and at each step it copies every named tensor
+  of the signature out of the interpreter, the weights too, though its statistics read activations only
+  (constants are skipped before the copy is looked at: `common_quantize.collect_activation_tensor_statistics`).
+  Its GPTQ statistics also take a float64 Hessian of every fully connected op's output, not only of its input,
+  which GPTQ never reads: on the 1B a 6912 x 6912 one per gate and up projection of every layer. Together they
+  drove the 1B's calibrated builds out of a 23 GB machine's memory (docs/building.md). `lean_calibration` runs the
+  calibrator on the builtin kernels, hands it the activations alone and has GPTQ's statistics skip op outputs (an
+  output that feeds another fully connected op gets its Hessian there, as that op's input); the calibrator is
+  freed before the model is read again for `shared_weight_consumers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +51,8 @@ class CalibrationSpec:
     max_tokens: int = MAX_CALIBRATION_TOKENS
 
     def identity(self) -> dict[str, object]:
-        return {"text": self.text.describe(), "chunks": self.chunks, "max_tokens": self.max_tokens}
+        return {"text": self.text.describe(), "chunks": self.chunks, "max_tokens": self.max_tokens,
+                "kernels": CALIBRATION_KERNELS}
 
 
 def calibrated_signature(signatures: dict[str, Any], max_tokens: int) -> tuple[str, int]:
@@ -120,6 +135,64 @@ def shared_weight_consumers(float_model: Path) -> list[WeightConsumers]:
     return list(groups.values())
 
 
+def constant_tensor_names(float_model: Path) -> dict[int, frozenset[str]]:
+    """Per subgraph, the names of the tensors that hold data in the file (weights, constants)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    model = tfl.read_model(tfl.get_model_content(Path(float_model)))
+    return {index: frozenset(tfl.get_tensor_name(t) for t in subgraph.tensors
+                             if model.buffers[t.buffer].data is not None)
+            for index, subgraph in enumerate(model.subgraphs)}
+
+
+CALIBRATION_KERNELS = "tflite-builtin"
+"""The kernels the calibrator's interpreter runs (see the module doc): part of the calibration's identity, since
+statistics from other kernels differ in their last bits."""
+
+
+@contextlib.contextmanager
+def lean_calibration(constants: dict[int, frozenset[str]]) -> Iterator[None]:
+    """While it lasts, ai-edge-quantizer 0.10.0's calibrator builds its interpreter without XNNPACK, its per-step copy
+    of a subgraph's tensors leaves out `constants`, and GPTQ's statistics cover op inputs only (see the module doc).
+    All three are module functions the calibrator looks up at each call."""
+    import numpy as np
+    from ai_edge_quantizer import algorithm_manager, qtyping
+    from ai_edge_quantizer.utils import tfl_interpreter_utils
+
+    original_contents = tfl_interpreter_utils.get_tensor_name_to_content_map
+    original_interpreter = tfl_interpreter_utils.create_tfl_interpreter
+    original_function = algorithm_manager.get_quantization_func
+
+    def activation_contents(interpreter, subgraph_index: int = 0, dequantize: bool = False) -> dict[str, Any]:
+        skip = constants.get(subgraph_index, frozenset())
+        return {detail["name"]: tfl_interpreter_utils.get_tensor_data(interpreter, detail, subgraph_index, dequantize)
+                for detail in interpreter.get_tensor_details(subgraph_index)
+                if detail["name"] and detail["name"] not in skip and np.all(detail["shape"])}
+
+    def builtin_interpreter(tflite_model, *args, **kwargs):
+        return original_interpreter(tflite_model, *args, **{**kwargs, "use_xnnpack": False})
+
+    def inputs_only(calibrate_op):
+        def calibrate(op, graph_info, content_map, inputs_to_ignore=None, outputs_to_ignore=None, **kwargs):
+            return calibrate_op(op, graph_info, content_map, inputs_to_ignore, range(len(op.outputs)), **kwargs)
+        return calibrate
+
+    def quantization_function(algorithm, op_name, mode):
+        function = original_function(algorithm, op_name, mode)
+        gptq_statistics = algorithm == algorithm_manager.AlgorithmName.GPTQ and mode == qtyping.QuantizeMode.CALIBRATE
+        return inputs_only(function) if gptq_statistics else function
+
+    tfl_interpreter_utils.get_tensor_name_to_content_map = activation_contents
+    tfl_interpreter_utils.create_tfl_interpreter = builtin_interpreter
+    algorithm_manager.get_quantization_func = quantization_function
+    try:
+        yield
+    finally:
+        tfl_interpreter_utils.get_tensor_name_to_content_map = original_contents
+        tfl_interpreter_utils.create_tfl_interpreter = original_interpreter
+        algorithm_manager.get_quantization_func = original_function
+
+
 def share_statistics(qsvs: dict[str, Any], weights: list[WeightConsumers]) -> dict[str, Any]:
     """`qsvs` with every consumer of a weight given the calibrated consumer's statistics (see the module doc).
 
@@ -140,21 +213,32 @@ def share_statistics(qsvs: dict[str, Any], weights: list[WeightConsumers]) -> di
     return shared
 
 
+def calibration_samples(float_model: Path, tokenizer_path: Path, spec: CalibrationSpec) -> tuple[str, list[dict]]:
+    """The signature to calibrate and its inputs, one per text chunk of `spec`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(float_model))
+    name, length = calibrated_signature({k: interpreter.get_signature_runner(k).get_input_details()
+                                         for k in interpreter.get_signature_list()}, spec.max_tokens)
+    runner_inputs = interpreter.get_signature_runner(name).get_input_details()
+    del interpreter
+    return name, [signature_inputs(runner_inputs, chunk)
+                  for chunk in token_chunks(tokenizer_path, spec.text.text(), length, spec.chunks)]
+
+
 def calibrate(float_model: Path, recipe: list[dict], tokenizer_path: Path, spec: CalibrationSpec) -> dict[str, Any]:
     """Activation statistics of `float_model` for `recipe`, from `spec`'s text (see the module doc)."""
-    from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, recipe_manager
 
-    signatures = Interpreter(model_path=str(float_model)).get_signature_list()
-    details = Interpreter(model_path=str(float_model))
-    name, length = calibrated_signature(
-        {k: details.get_signature_runner(k).get_input_details() for k in signatures}, spec.max_tokens)
-    runner_inputs = details.get_signature_runner(name).get_input_details()
-    del details
-    samples = [signature_inputs(runner_inputs, chunk)
-               for chunk in token_chunks(tokenizer_path, spec.text.text(), length, spec.chunks)]
+    name, samples = calibration_samples(float_model, tokenizer_path, spec)
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(recipe)
-    engine = calibrator.Calibrator(str(float_model), num_threads=2)
-    engine.calibrate({name: samples}, manager)
-    return share_statistics(engine.get_model_qsvs(), shared_weight_consumers(float_model))
+    constants = constant_tensor_names(float_model)
+    gc.collect()
+    with lean_calibration(constants):
+        engine = calibrator.Calibrator(str(float_model), num_threads=2)
+        engine.calibrate({name: samples}, manager)
+    qsvs = engine.get_model_qsvs()
+    del engine  # its copies of the model (flatbuffer and interpreter) before the model is read again
+    gc.collect()
+    return share_statistics(qsvs, shared_weight_consumers(float_model))

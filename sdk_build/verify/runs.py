@@ -5,6 +5,7 @@ LoRA bundles go to `sdk_build.lora.verify`, which uses the same primitives (`sdk
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,55 @@ from sdk_build.verify.fidelity import (
     run_plan,
     score,
 )
+
+
+@dataclasses.dataclass
+class FP32Reference:
+    """What the fp32 PyTorch model says, computed once and shared by every engine run of a bundle, on this machine
+    or on another one (`bench.remote_verify` carries it to a GPU host as JSON): the greedy and teacher-forced
+    plan, and the log-likelihoods of the held-out text the bundle's perplexity is compared with."""
+
+    plan: ReferencePlan
+    held_out: list[perplexity.Segment]
+    scores: list[list[float]]
+
+    def engine_request(self) -> dict[str, object]:
+        """What `python -m sdk_build.verify.engine` needs besides the bundle and the engine settings."""
+        return {**self.plan.engine_request(), "scoring": [[s.context, s.target] for s in self.held_out]}
+
+    def perplexity(self, produced: list | None) -> perplexity.Perplexity | None:
+        """Both perplexities, or None when no held-out text was asked for; `produced` None: the bundle was not
+        scored because it failed the greedy prompts."""
+        if not self.held_out:
+            return None
+        return perplexity.score(self.held_out, self.scores, [tuple(p) for p in produced] if produced else
+                                [([], "not run: the bundle failed the greedy prompts")] * len(self.held_out))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"plan": self.plan.to_dict(), "held_out": [dataclasses.asdict(s) for s in self.held_out],
+                "scores": self.scores}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FP32Reference:
+        held_out = [perplexity.Segment(s["context"], s["target"], tuple(s["context_ids"]), tuple(s["target_ids"]))
+                    for s in data.get("held_out", [])]
+        return cls(ReferencePlan.from_dict(data["plan"]), held_out, data.get("scores", []))
+
+
+def fp32_reference(checkpoint, tokenizer, ekv: int, prompts: Sequence[str], new_tokens: int,
+                   perplexity_tokens: int) -> FP32Reference:
+    """The fp32 model's answers to `prompts` and its scores on `perplexity_tokens` held-out tokens (0: none)."""
+    from sdk_build.convert.model_loader import load_torch_model
+
+    # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
+    cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
+    model = load_torch_model(checkpoint, mask_cache_size=cache_len)
+    plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
+    held_out = (perplexity.segments(tokenizer, tokens=perplexity_tokens,
+                                    segment_tokens=min(perplexity.SEGMENT_TOKENS, ekv // 2))
+                if perplexity_tokens else [])
+    scores = perplexity.reference_log_likelihoods(model, held_out) if held_out else []
+    return FP32Reference(plan, held_out, scores)
 
 
 def gpu_adapter(bundle: Path, entry: BundleEntry | None, config: EngineConfig) -> dict:
@@ -92,8 +142,6 @@ def verify_bundle_runs(
     """
     import sentencepiece as spm
 
-    from sdk_build.convert.model_loader import load_torch_model
-
     bundle = Path(bundle)
     if not bundle.is_file():
         raise VerifyError(f"no bundle at {bundle}")
@@ -119,31 +167,21 @@ def verify_bundle_runs(
 
         return [verify_lora_bundle(bundle, entry, checkpoint, cache_dir=cache_dir, new_tokens=new_tokens,
                                    prompts=prompts, threads=c.threads, min_agreement=min_agreement) for c in configs]
-    # A cache just long enough for the longest prompt + continuation: attention cost grows with its size.
-    cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
-    model = load_torch_model(checkpoint, mask_cache_size=cache_len)
-    plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
-    held_out = (perplexity.segments(tokenizer, tokens=perplexity_tokens,
-                                    segment_tokens=min(perplexity.SEGMENT_TOKENS, ekv // 2))
-                if perplexity_tokens else [])
-    reference_scores = perplexity.reference_log_likelihoods(model, held_out) if held_out else []
-    del model  # the fp32 model is not needed while engines run (1B: 4 GB)
+    reference = fp32_reference(checkpoint, tokenizer, ekv, prompts, new_tokens, perplexity_tokens)
     reports = []
     for config in configs:
         if config.backend == "gpu":
-            produced, engine_adapter = run_plan_apart(bundle, ekv, config, cache_dir, plan, held_out)
+            produced, engine_adapter = run_plan_apart(bundle, ekv, config, cache_dir, reference)
         else:
             engine = open_engine(bundle, ekv, config.threads, config, cache_dir)
             try:
-                produced, engine_adapter = run_plan(engine, plan), None
-                if held_out and not any(e for _, e in produced["greedy"]):
-                    produced["scores"] = perplexity.engine_log_likelihoods(engine, held_out)
+                produced, engine_adapter = run_plan(engine, reference.plan), None
+                if reference.held_out and not any(e for _, e in produced["greedy"]):
+                    produced["scores"] = perplexity.engine_log_likelihoods(engine, reference.held_out)
             finally:
                 engine.close()
-        report = score(plan, produced, tokenizer, bundle.name, ref, min_agreement)
-        if held_out:
-            report.perplexity = perplexity.score(held_out, reference_scores, produced.get("scores") or
-                                                 [([], "not run: the bundle failed the greedy prompts")] * len(held_out))
+        report = score(reference.plan, produced, tokenizer, bundle.name, ref, min_agreement)
+        report.perplexity = reference.perplexity(produced.get("scores"))
         report.backend, report.precision = config.backend, config.precision
         if config.backend == "gpu":
             report.adapter = {"device": adapters[config.key], "engine": engine_adapter}
@@ -153,7 +191,7 @@ def verify_bundle_runs(
 
 
 def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path | None,
-                   plan: ReferencePlan, held_out: Sequence = ()) -> tuple[dict, str | None]:
+                   reference: FP32Reference) -> tuple[dict, str | None]:
     """The bundle side in a child process (`python -m sdk_build.verify.engine`): LiteRT-LM's GPU backend crashes in a
     process that has loaded TensorFlow, as the reference model's litert-torch does."""
     import json
@@ -165,8 +203,7 @@ def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path
 
     request = {"bundle": str(bundle.resolve()), "max_num_tokens": ekv, "backend": config.backend,
                "precision": config.precision, "threads": config.threads,
-               "cache_root": str(Path(cache_dir) if cache_dir else default_cache_dir()), **plan.engine_request(),
-               "scoring": [[s.context, s.target] for s in held_out]}
+               "cache_root": str(Path(cache_dir) if cache_dir else default_cache_dir()), **reference.engine_request()}
     with tempfile.TemporaryDirectory(prefix="gemma-edge-engine-") as work:
         request_path, result_path, log_path = (Path(work) / n for n in ("request.json", "result.json", "engine.log"))
         request_path.write_text(json.dumps(request))
