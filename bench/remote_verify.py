@@ -22,7 +22,7 @@ from sdk_build.cli.verify import print_report
 from sdk_build.system.atomic import atomic_write_text
 from sdk_build.verify import default_prompts, perplexity, score
 from sdk_build.verify.engine import EngineConfig
-from sdk_build.verify.runs import FP32Reference, fp32_reference
+from sdk_build.verify.runs import FP32Reference, engine_outputs, fp32_reference
 
 
 def _checkpoint_and_tokenizer(bundle: Path):
@@ -58,9 +58,9 @@ def score_results(bundle: Path, out: Path) -> None:
         if result["error"]:
             print(f"{path.name}: {result['error']}")
             continue
-        produced = {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]]}
+        produced = engine_outputs(result)
         report = score(reference.plan, produced, tokenizer, bundle.name, entry.checkpoint["ref"], None)
-        report.perplexity = reference.perplexity(result.get("scores"))
+        report.perplexity = reference.perplexity(produced["scores"])
         report.backend, report.precision = "gpu", path.stem.split("-")[-1]
         report.adapter = {"device": result.get("device") or {"name": "?", "driver": "?", "software": False,
                                                              "f16": True, "max_storage_buffer_range": 0},

@@ -244,13 +244,13 @@ def test_held_out_segments_tokenize_as_in_the_whole_text(tiny_checkpoint_dir: Pa
 def test_lean_calibration_keeps_every_statistic_gptq_reads(recipe_bundles: Path, tiny_checkpoint_dir: Path,
                                                            gemma_edge_cache: Path) -> None:
     """`calibrate` runs ai-edge-quantizer's calibrator leaner than it runs by default (builtin kernels, activations
-    only, GPTQ statistics of op inputs only: what lets the 1B calibrate in 9 GB instead of being killed past 23 GB).
+    only, GPTQ statistics of op inputs only: what lets the 1B calibrate on a 23 GB machine, docs/building.md).
     Against the stock calibrator on the same text: the same Hessian for every fully connected input, to the kernels'
     rounding, and no Hessian of an op output, which the stock one takes and GPTQ never reads."""
     import numpy as np
     from ai_edge_quantizer import calibrator, recipe_manager
 
-    from sdk_build.convert.calibration import calibrate, calibration_samples, shared_weight_consumers
+    from sdk_build.convert.calibration import calibrate, calibration_samples, read_float_model, shared_weight_consumers
     from sdk_build.convert.quantize import build_recipe
 
     entry = next(e for e in load_manifest(recipe_bundles).bundles if e.quantization == "dynamic_int4_block32_gptq")
@@ -269,7 +269,7 @@ def test_lean_calibration_keeps_every_statistic_gptq_reads(recipe_bundles: Path,
     stock_engine.calibrate({name: samples}, manager)
     stock = stock_engine.get_model_qsvs()
 
-    fc_inputs = {n for w in shared_weight_consumers(float_model) for n in w.activations
+    fc_inputs = {n for w in shared_weight_consumers(read_float_model(float_model)) for n in w.activations
                  if "hessian" in stock.get(n, {})}
     assert fc_inputs
     for tensor in fc_inputs:

@@ -19,8 +19,8 @@ Why it is done this way:
   which GPTQ never reads: on the 1B a 6912 x 6912 one per gate and up projection of every layer. Together they
   drove the 1B's calibrated builds out of a 23 GB machine's memory (docs/building.md). `lean_calibration` runs the
   calibrator on the builtin kernels, hands it the activations alone and has GPTQ's statistics skip op outputs (an
-  output that feeds another fully connected op gets its Hessian there, as that op's input); the calibrator is
-  freed before the model is read again for `shared_weight_consumers`.
+  output that feeds another fully connected op gets its Hessian there, as that op's input); what `calibrate` needs
+  of the graph itself is read once before the calibrator starts, and the calibrator is freed when it is done.
 """
 
 from __future__ import annotations
@@ -110,14 +110,21 @@ class WeightConsumers:
     activations: list[str]
 
 
-def shared_weight_consumers(float_model: Path) -> list[WeightConsumers]:
-    """Every fully connected weight of `float_model`, grouped by its bytes (litert-torch may give a weight a buffer
-    per signature), with the names of its activation inputs."""
+def read_float_model(float_model: Path) -> Any:
+    """The flatbuffer of `float_model` as ai-edge-quantizer reads it (for `shared_weight_consumers` and
+    `constant_tensor_names`: read once, it holds a copy of every weight)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    return tfl.read_model(tfl.get_model_content(Path(float_model)))
+
+
+def shared_weight_consumers(model: Any) -> list[WeightConsumers]:
+    """Every fully connected weight of `model` (`read_float_model`), grouped by its bytes (litert-torch may give a
+    weight a buffer per signature), with the names of its activation inputs."""
     import hashlib
 
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
-    model = tfl.read_model(tfl.get_model_content(Path(float_model)))
     fully_connected = {i for i, code in enumerate(model.operatorCodes)
                        if max(code.builtinCode, code.deprecatedBuiltinCode) == 9}  # BuiltinOperator.FULLY_CONNECTED
     digests: dict[int, str] = {}
@@ -135,11 +142,11 @@ def shared_weight_consumers(float_model: Path) -> list[WeightConsumers]:
     return list(groups.values())
 
 
-def constant_tensor_names(float_model: Path) -> dict[int, frozenset[str]]:
-    """Per subgraph, the names of the tensors that hold data in the file (weights, constants)."""
+def constant_tensor_names(model: Any) -> dict[int, frozenset[str]]:
+    """Per subgraph of `model` (`read_float_model`), the names of the tensors that hold data in the file (weights,
+    constants)."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
-    model = tfl.read_model(tfl.get_model_content(Path(float_model)))
     return {index: frozenset(tfl.get_tensor_name(t) for t in subgraph.tensors
                              if model.buffers[t.buffer].data is not None)
             for index, subgraph in enumerate(model.subgraphs)}
@@ -233,12 +240,14 @@ def calibrate(float_model: Path, recipe: list[dict], tokenizer_path: Path, spec:
     name, samples = calibration_samples(float_model, tokenizer_path, spec)
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(recipe)
-    constants = constant_tensor_names(float_model)
+    model = read_float_model(float_model)
+    constants, consumers = constant_tensor_names(model), shared_weight_consumers(model)
+    del model  # before the calibrator reads its own copies
     gc.collect()
     with lean_calibration(constants):
         engine = calibrator.Calibrator(str(float_model), num_threads=2)
         engine.calibrate({name: samples}, manager)
     qsvs = engine.get_model_qsvs()
-    del engine  # its copies of the model (flatbuffer and interpreter) before the model is read again
+    del engine  # its copies of the model (flatbuffer and interpreter), before ai-edge-quantizer quantizes
     gc.collect()
-    return share_statistics(qsvs, shared_weight_consumers(float_model))
+    return share_statistics(qsvs, consumers)

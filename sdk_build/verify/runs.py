@@ -41,11 +41,11 @@ class FP32Reference:
         return {**self.plan.engine_request(), "scoring": [[s.context, s.target] for s in self.held_out]}
 
     def perplexity(self, produced: list | None) -> perplexity.Perplexity | None:
-        """Both perplexities, or None when no held-out text was asked for; `produced` None: the bundle was not
-        scored because it failed the greedy prompts."""
+        """Both perplexities, or None when no held-out text was asked for; `produced` (the engine's (scores, error)
+        per segment) empty or None: the bundle was not scored because it failed the greedy prompts."""
         if not self.held_out:
             return None
-        return perplexity.score(self.held_out, self.scores, [tuple(p) for p in produced] if produced else
+        return perplexity.score(self.held_out, self.scores, produced or
                                 [([], "not run: the bundle failed the greedy prompts")] * len(self.held_out))
 
     def to_dict(self) -> dict[str, object]:
@@ -218,7 +218,12 @@ def run_plan_apart(bundle: Path, ekv: int, config: EngineConfig, cache_dir: Path
         result = json.loads(result_path.read_text())
     if result["error"]:
         raise VerifyError(result["error"])
+    return engine_outputs(result), result["adapter"]
+
+
+def engine_outputs(result: dict) -> dict:
+    """What `scoring` and `FP32Reference.perplexity` read, from the JSON `python -m sdk_build.verify.engine` writes."""
     return {"greedy": [tuple(p) for p in result["greedy"]], "forced": [tuple(p) for p in result["forced"]],
-            "scores": [tuple(p) for p in result.get("scores", [])]}, result["adapter"]
+            "scores": [tuple(p) for p in result.get("scores", [])]}
 
 
