@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.gguf_writer import GgufType, write_gguf
 from bench.llama_cpp_build import LlamaCppBuild
-from bench.vs_llama_cpp_plan import LLAMA_QUANTIZE_TYPES, PYPI_GGUF, ModelPlan
+from bench.vs_llama_cpp_plan import LLAMA_QUANTIZE_ARGUMENTS, LLAMA_QUANTIZE_TYPES, PYPI_GGUF, ModelPlan
 from sdk_build.artifacts.manifest import BundleEntry, load_manifest
 from sdk_build.sources.checkpoint import Checkpoint
 
@@ -35,7 +35,7 @@ class BundleInput:
 class GgufInput:
     path: Path
     kind: str
-    """"Q8_0"/"Q4_0"/"F32" written from the checkpoint, "Q4_K_M" made from the F32 one by llama-quantize, or "pypi"
+    """"Q8_0"/"Q4_0"/"F32" written from the checkpoint, "Q4_K_M"/"Q4_0_pure" made from the F32 one by llama-quantize, or "pypi"
     (the file the checkpoint came from)."""
 
     @property
@@ -103,11 +103,13 @@ def quantized_gguf_name(checkpoint: Checkpoint, kind: str) -> str:
 
 
 def llama_quantize(build: LlamaCppBuild, source: Path, output: Path, kind: str) -> Path:
-    """`llama-quantize SOURCE OUTPUT KIND` (llama.cpp's own mix of tensor types for KIND), atomically."""
+    """`llama-quantize [OPTIONS] SOURCE OUTPUT TYPE` for KIND (`LLAMA_QUANTIZE_ARGUMENTS`: llama.cpp's own mix of
+    tensor types for a K-quant, or one type for every matrix), atomically."""
     from sdk_build.system.atomic import atomic_path
 
+    *options, file_type = LLAMA_QUANTIZE_ARGUMENTS[kind]
     with atomic_path(output) as tmp:
-        done = subprocess.run([str(build.llama_quantize), str(source), str(tmp), kind], check=False,
+        done = subprocess.run([str(build.llama_quantize), *options, str(source), str(tmp), file_type], check=False,
                               capture_output=True, text=True)
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])

@@ -15,8 +15,14 @@ from bench.gguf_writer import GgufType
 
 DEFAULT_PLAN = Path(__file__).with_name("vs_llama_cpp.toml")
 PYPI_GGUF = "pypi"
-LLAMA_QUANTIZE_TYPES = ("Q4_K_M",)
-"""GGUF types llama.cpp's own llama-quantize makes from the F32 GGUF (gguf-py cannot write K-quants)."""
+LLAMA_QUANTIZE_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "Q4_K_M": ("Q4_K_M",),
+    # every matrix Q4_0, the tied embedding / output too (plain Q4_0 keeps it at Q6_K): the peer of our `_emb4`
+    "Q4_0_pure": ("--pure", "Q4_0"),
+}
+"""GGUF kinds llama.cpp's own llama-quantize makes from the F32 GGUF (gguf-py cannot write K-quants or Q6_K), with
+llama-quantize's options and type for each."""
+LLAMA_QUANTIZE_TYPES = tuple(LLAMA_QUANTIZE_ARGUMENTS)
 FIDELITY_MARGIN = 0.01  # the issue's "within 1 point"
 
 
@@ -72,7 +78,8 @@ def load_plan(path: Path = DEFAULT_PLAN) -> dict[str, ModelPlan]:
                 raise PlanError(f"{path}: models.{name}: unknown recipe {recipe!r}; one of {sorted(known_recipes)}")
         for kind in plan.gguf:
             if kind != PYPI_GGUF and kind not in {t.value for t in GgufType} | set(LLAMA_QUANTIZE_TYPES):
-                raise PlanError(f"{path}: models.{name}: unknown gguf {kind!r}; use pypi, F32, Q8_0, Q4_0 or Q4_K_M")
+                raise PlanError(f"{path}: models.{name}: unknown gguf {kind!r}; use pypi, F32, Q8_0, Q4_0, "
+                                f"{' or '.join(LLAMA_QUANTIZE_TYPES)}")
         if plan.prefill + plan.decode > plan.ekv:
             raise PlanError(
                 f"{path}: models.{name}: prefill + decode ({plan.prefill + plan.decode}) exceed ekv {plan.ekv}"

@@ -41,6 +41,11 @@ class Recipe(str, enum.Enum):
     DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8 = "dynamic_int4_block32_gptq_down8"
     DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8 = "dynamic_int4_channel_gptq_down8"
     DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8 = "dynamic_int4_block32_gptq_attn8"
+    # the same with the tied embedding / LM head at int4 blocks of 32 by OCTAV: the largest matrix of the 270M (and
+    # a third of the 1B), which decode reads every token, at half the bytes
+    DYNAMIC_INT4_BLOCK32_GPTQ_EMB4 = "dynamic_int4_block32_gptq_emb4"
+    DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4 = "dynamic_int4_block32_gptq_down8_emb4"
+    DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4 = "dynamic_int4_block32_gptq_attn8_emb4"
 
     @property
     def file_tag(self) -> str:
@@ -64,8 +69,13 @@ class Recipe(str, enum.Enum):
     def int8_projections(self) -> tuple[str, ...]:
         """The transformer projections a mixed recipe keeps at int8: "down" (the FFN's down projection), "attention"
         (q/k/v and output); empty for the others."""
-        tail = self.value.rsplit("_", 1)[-1]
-        return {"down8": ("down",), "attn8": ("down", "attention")}.get(tail, ())
+        parts = self.value.split("_")
+        return ("down", "attention") if "attn8" in parts else ("down",) if "down8" in parts else ()
+
+    @property
+    def octav_embedding(self) -> bool:
+        """The tied embedding / LM head is int4 blocks of 32 by OCTAV (`_emb4`) rather than int8 per-channel."""
+        return self.value.endswith("_emb4")
 
     @property
     def int4(self) -> bool:
@@ -92,6 +102,9 @@ _FILE_TAGS = {
     Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: "q4_block32_gptq_down8",
     Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: "q4_channel_gptq_down8",
     Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: "q4_block32_gptq_attn8",
+    Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_EMB4: "q4_block32_gptq_emb4",
+    Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4: "q4_block32_gptq_down8_emb4",
+    Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4: "q4_block32_gptq_attn8_emb4",
 }
 
 

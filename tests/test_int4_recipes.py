@@ -20,6 +20,7 @@ from sdk_build.convert.calibration import (
 from sdk_build.convert.export import ExportOptions
 from sdk_build.convert.quantize import embedding_storage
 from sdk_build.convert.text_corpus import CALIBRATION, HELD_OUT, TextSet, prose_paragraphs
+from sdk_build.gpu.layout import EmbeddingStorage
 from sdk_build.pipeline import build, spec_fingerprint
 from sdk_build.spec import BundleFormat, Recipe, make_variant
 from sdk_build.verify import verify_bundle
@@ -34,9 +35,10 @@ OTHER_TEXT = TextSet("python-whatsnew-3.11", ("whatsnew/3.11.rst.txt",))
 @pytest.fixture(scope="module")
 def recipe_bundles(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path,
                    gemma_edge_cache: Path) -> Path:
-    """Every algorithm recipe plus its min-max counterpart, `.task` and `.litertlm`, from one float export."""
+    """Every algorithm recipe plus its min-max counterparts, `.task` and `.litertlm`, from one float export."""
     out = tmp_path_factory.mktemp("int4-recipes")
-    for recipe in [Recipe.DYNAMIC_INT4_CHANNEL, Recipe.DYNAMIC_INT4_BLOCK32, *ALGORITHM_RECIPES]:
+    for recipe in [Recipe.DYNAMIC_INT4_CHANNEL, Recipe.DYNAMIC_INT4_BLOCK32, Recipe.DYNAMIC_INT4_BLOCK32_ALL,
+                   *ALGORITHM_RECIPES]:
         variant = make_variant(recipe.value, TINY_EKV, TINY_PREFILL, formats=["task", "litertlm"])
         build(str(tiny_checkpoint_dir), variant, out, cache_dir=gemma_edge_cache, allow_custom_shape=True)
     return out
@@ -68,6 +70,11 @@ def test_algorithms_keep_each_weight_once_and_packed(recipe_bundles: Path) -> No
     # OSCAR adds one MUL and its per-channel scale per fully connected op; the rotation adds its ops
     assert channel < sizes["dynamic_int4_channel_oscar"] < 1.2 * channel
     assert channel < sizes["dynamic_int4_channel_hadamard"] < 1.5 * channel
+    # `_emb4`: the tied table int4 blocks of 32 by OCTAV, stored once (the lookup and the LM head agree on its
+    # integers): the same tensors as min-max int4-everywhere, and smaller than with the int8 table
+    assert sizes["dynamic_int4_block32_gptq_emb4"] == sizes["dynamic_int4_block32_all"]
+    for recipe in (r for r in Recipe if r.octav_embedding):
+        assert sizes[recipe.value] < sizes[recipe.value.removesuffix("_emb4")], recipe
     entries = {e.quantization: e for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
     assert entries["dynamic_int4_channel_gptq"].extra["calibration"]["text"]["package"] == "python3.11-doc"
     assert "calibration" not in entries["dynamic_int4_channel_octav"].extra
@@ -104,8 +111,9 @@ def test_mixed_recipes_keep_exactly_their_projections_at_int8(recipe_bundles: Pa
     types = _fully_connected_weight_types(recipe_bundles / entry.file)
     for kind in ("down", "attention"):
         assert types[kind] == ({"int8"} if kind in recipe.int8_projections else {"int4"}), (kind, types)
-    assert types["other"] == {"int4"} and types["logits"] == {"int8"}, types
-    plain = Recipe.DYNAMIC_INT4_CHANNEL_GPTQ if "channel" in recipe.value else Recipe.DYNAMIC_INT4_BLOCK32_GPTQ
+    assert types["other"] == {"int4"} and types["logits"] == {"int4" if recipe.octav_embedding else "int8"}, types
+    plain = (Recipe.DYNAMIC_INT4_CHANNEL_GPTQ if "channel" in recipe.value else
+             Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_EMB4 if recipe.octav_embedding else Recipe.DYNAMIC_INT4_BLOCK32_GPTQ)
     sizes = {e.quantization: e.extra["tflite_bytes"] for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
     assert sizes[recipe.value] > sizes[plain.value]
 
@@ -146,7 +154,8 @@ def test_every_recipe_says_how_it_stores_the_embedding() -> None:
     for recipe in Recipe:
         storage = embedding_storage(recipe)
         assert storage.bits in (4, 8, 32)
-    assert all(embedding_storage(r).bits == 8 for r in ALGORITHM_RECIPES)
+    assert all(embedding_storage(r) == (EmbeddingStorage(bits=4, block=32) if r.octav_embedding else
+                                        EmbeddingStorage(bits=8)) for r in ALGORITHM_RECIPES)
 
 
 def test_calibration_and_held_out_text_share_no_document() -> None:

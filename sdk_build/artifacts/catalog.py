@@ -68,6 +68,7 @@ QUANTIZATION: dict[str, tuple[str, str, str]] = {
     **{r.value: ("int4", "per-channel", "int8") for r in Recipe if r.value.startswith("dynamic_int4_channel")},
     **{r.value: ("int4", "block-32", "int8") for r in Recipe if r.value.startswith("dynamic_int4_block32_")
        and not r.value.endswith("_all")},
+    **{r.value: ("int4", "block-32", "int4") for r in Recipe if r.octav_embedding},
 }
 
 # What the browser needs for a web bundle (docs/web_demo.md, "Precision"): F16 runs where the adapter has `shader-f16`; without

@@ -22,6 +22,8 @@ runtime quantize activations on the fly (XNNPACK int8/int4 kernels); activations
 | dynamic_int4_block32_octav | int4 blocks of 32, OCTAV     | int8 per-channel                  |
 | dynamic_int4_block32_gptq  | int4 blocks of 32, GPTQ      | int8 per-channel                  |
 | dynamic_int4_block32_oscar | int4 blocks of 32, OSCAR     | int8 per-channel                  |
+| dynamic_int4_block32_gptq_down8 / _attn8 | mixed, see below | int8 per-channel                |
+| dynamic_int4_block32_gptq{,_down8,_attn8}_emb4 | as without `_emb4` | int4 blocks of 32, OCTAV   |
 
 The algorithms are ai-edge-quantizer 0.10.0's own (`algorithm_manager.AlgorithmName`), applied to the transformer's
 fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as before:
@@ -90,10 +92,15 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         (".*lm_head.*", ops.FULLY_CONNECTED, 8, granularity.CHANNELWISE),
     ]
 
+    # `_emb4`: both users of the tied table int4 blocks of 32 by OCTAV (data-free, so the lookup and the LM head
+    # get the same integers from the same weights, and the table is stored once)
+    octav_tied_embedding = [(regex, op, 4, granularity.BLOCKWISE_32, A.OCTAV) for regex, op, _, _ in int8_tied_embedding]
+
     def int4_with(gran: object, algorithm: str) -> list[tuple]:
-        """int4 everywhere by min-max, the fully connected weights by `algorithm`, then the int8 tied embedding."""
+        """int4 everywhere by min-max, the fully connected weights by `algorithm`, then the tied embedding (int8, or
+        int4 by OCTAV for `_emb4`)."""
         return [(".*", ops.ALL_SUPPORTED, 4, gran), (".*", ops.FULLY_CONNECTED, 4, gran, algorithm),
-                *int8_tied_embedding]
+                *(octav_tied_embedding if recipe.octav_embedding else int8_tied_embedding)]
 
     def gptq_mixed(gran: object) -> list[tuple]:
         """GPTQ int4, then int8 per-channel, min-max, for the projections `recipe` keeps at 8 bits in every layer
@@ -120,6 +127,9 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: gptq_mixed(block32),
         Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: gptq_mixed(channel),
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: gptq_mixed(block32),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_EMB4: int4_with(block32, A.GPTQ),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4: gptq_mixed(block32),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4: gptq_mixed(block32),
         # The rotation must cover both users of the tied table alike (else the quantizer stores it twice).
         Recipe.DYNAMIC_INT4_CHANNEL_HADAMARD: [
             (".*", ops.ALL_SUPPORTED, 4, channel, A.DECOMPOSED_HADAMARD_ROTATION),
@@ -158,6 +168,9 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: int8,
         Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: int8,
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: int8,
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_EMB4: EmbeddingStorage(bits=4, block=32),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4: EmbeddingStorage(bits=4, block=32),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4: EmbeddingStorage(bits=4, block=32),
     }[recipe]
 
 
