@@ -73,11 +73,29 @@ def test_algorithms_keep_each_weight_once_and_packed(recipe_bundles: Path) -> No
     # `_emb4`: the tied table int4 blocks of 32 by OCTAV, stored once (the lookup and the LM head agree on its
     # integers): the same tensors as min-max int4-everywhere, and smaller than with the int8 table
     assert sizes["dynamic_int4_block32_gptq_emb4"] == sizes["dynamic_int4_block32_all"]
+    files = {e.quantization: recipe_bundles / e.file for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
+    assert _embedding_table(files["dynamic_int4_block32_gptq_emb4"]) != _embedding_table(files["dynamic_int4_block32_all"])
     for recipe in (r for r in Recipe if r.octav_embedding):
         assert sizes[recipe.value] < sizes[recipe.value.removesuffix("_emb4")], recipe
     entries = {e.quantization: e for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
     assert entries["dynamic_int4_channel_gptq"].extra["calibration"]["text"]["package"] == "python3.11-doc"
     assert "calibration" not in entries["dynamic_int4_channel_octav"].extra
+
+
+def _embedding_table(bundle: Path) -> bytes:
+    """The bytes of the table the embedding lookup reads in `bundle` (OCTAV's clipping makes them differ from
+    min-max's)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    from sdk_build.gpu.buffers import model_bytes
+
+    model = tfl.read_model(model_bytes(bundle))
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == 7:  # EMBEDDING_LOOKUP
+                return bytes(model.buffers[subgraph.tensors[op.inputs[1]].buffer].data)
+    raise AssertionError(f"no embedding lookup in {bundle}")
 
 
 def _fully_connected_weight_types(bundle: Path) -> dict[str, set[str]]:

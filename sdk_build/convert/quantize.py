@@ -39,6 +39,9 @@ fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as 
   (`PROJECTION_SCOPES`): the FFN down projection, which sums the widest activations and so carries the largest
   rounding error into the residual stream (llama.cpp's Q4_K_M keeps part of them, and of attention's V, at 6 bits), and for
   `_attn8` the attention projections as well.
+- `_emb4`: the tied embedding table int4 in blocks of 32 by OCTAV, for both its users (the lookup and the LM head,
+  so the table is stored once; GPTQ would round the LM head's copy differently from the lookup's). The table is the
+  largest matrix decode reads each token (about 60% of the 270M's parameters, 30% of the 1B's).
 GPTQ and OSCAR calibrate on real text (`sdk_build.convert.calibration`, `sdk_build.convert.text_corpus`), which is part of the build
 fingerprint. Which of them is the default int4 and why: README "Recipes" (`sdk_build.spec.default_int4`).
 
