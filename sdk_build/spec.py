@@ -42,7 +42,7 @@ class Recipe(str, enum.Enum):
     DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8 = "dynamic_int4_channel_gptq_down8"
     DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8 = "dynamic_int4_block32_gptq_attn8"
     # the same with the tied embedding / LM head at int4 blocks of 32 by OCTAV: the largest matrix of the 270M (and
-    # a third of the 1B), which decode reads every token, at half the bytes
+    # a third of the 1B) at about half the bytes (README "Recipes": smaller files, not faster ones)
     DYNAMIC_INT4_BLOCK32_GPTQ_EMB4 = "dynamic_int4_block32_gptq_emb4"
     DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4 = "dynamic_int4_block32_gptq_down8_emb4"
     DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4 = "dynamic_int4_block32_gptq_attn8_emb4"

@@ -41,7 +41,8 @@ fully connected weights; everything else is min-max (MIN_MAX_UNIFORM_QUANT), as 
   `_attn8` the attention projections as well.
 - `_emb4`: the tied embedding table int4 in blocks of 32 by OCTAV, for both its users (the lookup and the LM head,
   so the table is stored once; GPTQ would round the LM head's copy differently from the lookup's). The table is the
-  largest matrix decode reads each token (about 60% of the 270M's parameters, 30% of the 1B's).
+  largest matrix decode reads each token (about 60% of the 270M's parameters, 30% of the 1B's); measured, it makes
+  the files smaller, not faster on XNNPACK (docs/benchmarks.md, "int4 recipes vs llama.cpp").
 GPTQ and OSCAR calibrate on real text (`sdk_build.convert.calibration`, `sdk_build.convert.text_corpus`), which is part of the build
 fingerprint. Which of them is the default int4 and why: README "Recipes" (`sdk_build.spec.default_int4`).
 
