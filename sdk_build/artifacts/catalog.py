@@ -66,9 +66,8 @@ QUANTIZATION: dict[str, tuple[str, str, str]] = {
     Recipe.INT4_QAT.value: ("int4", "per-channel", "int4"),
     # the algorithm recipes (issue 21): the algorithm changes the integers, not the layout; `recipe` names it
     **{r.value: ("int4", "per-channel", "int8") for r in Recipe if r.value.startswith("dynamic_int4_channel")},
-    **{r.value: ("int4", "block-32", "int8") for r in Recipe if r.value.startswith("dynamic_int4_block32_")
-       and not r.value.endswith("_all")},
-    **{r.value: ("int4", "block-32", "int4") for r in Recipe if r.octav_embedding},
+    **{r.value: ("int4", "block-32", "int4" if r.octav_embedding else "int8") for r in Recipe
+       if r.value.startswith("dynamic_int4_block32_") and not r.value.endswith("_all")},
 }
 
 # What the browser needs for a web bundle (docs/web_demo.md, "Precision"): F16 runs where the adapter has `shader-f16`; without

@@ -98,7 +98,8 @@ def build_recipe(recipe: Recipe) -> list[dict] | None:
 
     # `_emb4`: both users of the tied table int4 blocks of 32 by OCTAV (data-free, so the lookup and the LM head
     # get the same integers from the same weights, and the table is stored once)
-    octav_tied_embedding = [(regex, op, 4, granularity.BLOCKWISE_32, A.OCTAV) for regex, op, _, _ in int8_tied_embedding]
+    octav_tied_embedding = [(regex, op, 4, granularity.BLOCKWISE_32, A.OCTAV)
+                            for regex, op, _, _ in int8_tied_embedding]
 
     def int4_with(gran: object, algorithm: str) -> list[tuple]:
         """int4 everywhere by min-max, the fully connected weights by `algorithm`, then the tied embedding (int8, or
@@ -151,13 +152,13 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
     """How `recipe` stores the tied embedding table (the table above): what the GPU layout must fit per buffer.
 
     Every recipe has its own entry (a new recipe without one fails here, not in a GPU build)."""
-    int8 = EmbeddingStorage(bits=8)
+    int8, int4_block32 = EmbeddingStorage(bits=8), EmbeddingStorage(bits=4, block=32)
     return {
         Recipe.FP32: EmbeddingStorage(bits=32),
         Recipe.DYNAMIC_INT8: int8,
         Recipe.DYNAMIC_INT4_BLOCK32: int8,
         Recipe.DYNAMIC_INT4_BLOCK128: int8,
-        Recipe.DYNAMIC_INT4_BLOCK32_ALL: EmbeddingStorage(bits=4, block=32),
+        Recipe.DYNAMIC_INT4_BLOCK32_ALL: int4_block32,
         Recipe.DYNAMIC_INT4_BLOCK128_ALL: EmbeddingStorage(bits=4, block=128),
         Recipe.INT4_QAT: EmbeddingStorage(bits=4),
         Recipe.DYNAMIC_INT4_CHANNEL: int8,
@@ -172,9 +173,9 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8: int8,
         Recipe.DYNAMIC_INT4_CHANNEL_GPTQ_DOWN8: int8,
         Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8: int8,
-        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_EMB4: EmbeddingStorage(bits=4, block=32),
-        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4: EmbeddingStorage(bits=4, block=32),
-        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4: EmbeddingStorage(bits=4, block=32),
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_EMB4: int4_block32,
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8_EMB4: int4_block32,
+        Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_ATTN8_EMB4: int4_block32,
     }[recipe]
 
 
