@@ -45,6 +45,12 @@ class Bandwidth:
     buffer_bytes: int
     repeats: int
 
+    def better(self, other: Bandwidth) -> Bandwidth:
+        """The higher of two measurements, figure by figure: other load on the machine only ever lowers bandwidth,
+        so of a measurement before and one after a benchmark the better one is the nearer to what the cores can do."""
+        return dataclasses.replace(self, copy_bytes_per_s=max(self.copy_bytes_per_s, other.copy_bytes_per_s),
+                                   read_bytes_per_s=max(self.read_bytes_per_s, other.read_bytes_per_s))
+
     def to_dict(self) -> dict[str, float | int]:
         return {
             "copy_GBps_read_plus_write": self.copy_bytes_per_s / 1e9,

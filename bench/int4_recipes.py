@@ -12,7 +12,11 @@ from the F32 GGUF, and for the real 270M the PyPI Q4_K_M it is dequantized from)
   same positions (bench.fidelity, 4 prompts x --fidelity-tokens), and perplexity on --perplexity-tokens of held-out
   text (sdk_build.verify.perplexity: LiteRT-LM's own scoring for ours, llama.cpp's logits for the GGUFs; never the
   calibration text).
-Ratios are against llama.cpp's Q4_0 of the same run. JSON goes to reports/bench/int4_recipes.json.
+Ratios are against llama.cpp's Q4_0 of the same run. The machine's read bandwidth (bench.bandwidth, the better of a
+measurement before and one after the timed runs) turns each file's weight bytes read per token into its decode
+limit, and says what the decode goal asks of any file: to decode at GOAL_DECODE_X times Q4_0's speed, a file may read
+at most (read bandwidth) / (GOAL_DECODE_X x Q4_0's tokens/s) per token, however fast its kernels. JSON goes to
+reports/bench/int4_recipes.json.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.bandwidth import gguf_bytes_per_token, task_bytes_per_token
+from bench.bandwidth import Bandwidth, decode_limit, gguf_bytes_per_token, measure_bandwidth, task_bytes_per_token
 from bench.common import DEFAULT_RESULTS_DIR, median, print_table, ratio, write_results
 from bench.fidelity_cache import file_key
 from bench.llama_cpp_build import LlamaCppBuild, LlamaCppError, ensure_llama_cpp
-from bench.quiet import add_quiet_arguments
+from bench.quiet import add_quiet_arguments, wait_until_quiet
 from bench.vs_llama_cpp import Subject, measure_fidelity, measure_speed
 from bench.vs_llama_cpp_inputs import InputError, ensure_bundle, ensure_ggufs
 from bench.vs_llama_cpp_plan import FIDELITY_MARGIN, ModelPlan, PlanError, load_plan, select_models
@@ -40,6 +44,8 @@ from sdk_build.system.atomic import atomic_write_json
 
 DEFAULT_PLAN = Path(__file__).with_name("int4_recipes.toml")
 PEER = "Q4_0"
+GOAL_DECODE_X = 1.5
+"""The decode speed asked of our best int4 at fidelity within FIDELITY_MARGIN of Q4_0 (issue 21), as a multiple of it."""
 MIB = 2**20
 
 
@@ -112,7 +118,7 @@ def measure_perplexity(plan: ModelPlan, checkpoint, subjects: list[Subject], bui
 
         cache = json.loads(cache_path.read_text())
     tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoint.tokenizer_path))
-    pieces = perplexity.segments(tokenizer, tokens=tokens, segment_tokens=min(perplexity.SEGMENT_TOKENS, plan.ekv // 2))
+    pieces = perplexity.held_out_segments(tokenizer, plan.ekv, tokens)
     if "reference" not in cache:
         _log(f"{plan.name}: fp32 perplexity on {tokens} held-out tokens")
         model = load_torch_model(checkpoint, mask_cache_size=plan.ekv)
@@ -140,7 +146,15 @@ def measure_perplexity(plan: ModelPlan, checkpoint, subjects: list[Subject], bui
             "tokens": sum(len(s.target_ids) for s in pieces)}
 
 
-def rows_for(subjects: list[Subject], perplexities: dict[str, Any] | None) -> tuple[list[list[Any]], list[dict]]:
+def goal_bytes_per_token(subjects: list[Subject], bandwidth: Bandwidth) -> float | None:
+    """The most weight bytes per token a file can read and still decode at GOAL_DECODE_X times Q4_0, at this
+    machine's read bandwidth: an upper bound for any kernel, since no decode outruns its own reads."""
+    peer = next((s for s in subjects if not s.ours and s.label == PEER and s.decode), None)
+    return bandwidth.read_bytes_per_s / (GOAL_DECODE_X * median(peer.decode)) if peer else None
+
+
+def rows_for(subjects: list[Subject], perplexities: dict[str, Any] | None,
+             bandwidth: Bandwidth) -> tuple[list[list[Any]], list[dict]]:
     peer = next((s for s in subjects if not s.ours and s.label.startswith(PEER)), None)
     peer_decode = median(peer.decode) if peer and peer.decode else None
     peer_prefill = median(peer.prefill) if peer and peer.prefill else None
@@ -155,27 +169,33 @@ def rows_for(subjects: list[Subject], perplexities: dict[str, Any] | None) -> tu
         decode_x = ratio(decode, peer_decode) if decode and peer_decode else None
         prefill_x = ratio(prefill, peer_prefill) if prefill and peer_prefill else None
         busy = median(s.busy_before) if s.busy_before else None
-        rows.append([s.runtime, s.label, s.file_bytes / MIB, prefill, decode,
+        read_limit = decode_limit(bandwidth.read_bytes_per_s, s.bytes_per_token)
+        rows.append([s.runtime, s.label, s.file_bytes / MIB, s.bytes_per_token / MIB, prefill, decode,
                      f"{top1:.1%}" if top1 is not None else None,
                      f"{ppl['bundle']:.2f}" if ppl and ppl.get("bundle") else None,
                      f"{ppl['ratio'] - 1:+.1%}" if ppl and ppl.get("ratio") else None,
-                     prefill_x, decode_x, None if within is None else ("yes" if within else "no"), busy])
+                     prefill_x, decode_x, f"{decode / read_limit:.0%}" if decode else None,
+                     None if within is None else ("yes" if within else "no"), busy])
         records.append({"runtime": s.runtime, "label": s.label, "file": str(s.path), "file_bytes": s.file_bytes,
+                        "weight_bytes_read_per_token": s.bytes_per_token,
                         "prefill_samples": s.prefill, "decode_samples": s.decode, "prefill_median": prefill,
                         "decode_median": decode, "other_load_cores_before_samples": s.busy_before,
                         "fidelity": s.agreement.to_dict() if s.agreement else None, "perplexity": ppl,
                         "prefill_ratio_vs_q4_0": prefill_x, "decode_ratio_vs_q4_0": decode_x,
+                        "decode_limit_read_bw": read_limit,
+                        "decode_fraction_of_read_limit": decode / read_limit if decode else None,
                         "top1_within_1_point_of_q4_0": within, "error": s.error or None})
     return rows, records
 
 
-COLUMNS = ["runtime", "file", "MiB", "prefill tok/s", "decode tok/s", "top-1", "perplexity", "vs fp32",
-           "prefill x Q4_0", "decode x Q4_0", "top-1 >= Q4_0 - 1pt", "other load (cores)"]
+COLUMNS = ["runtime", "file", "MiB", "MiB read/token", "prefill tok/s", "decode tok/s", "top-1", "perplexity",
+           "vs fp32", "prefill x Q4_0", "decode x Q4_0", "decode/limit (read)", "top-1 >= Q4_0 - 1pt",
+           "other load (cores)"]
 
 
 def narrow(plan: ModelPlan, recipes: str | None, gguf: str | None) -> ModelPlan:
     """`plan` with only the recipes and GGUFs named (a plan's own order kept; a name it does not list is an error)."""
-    changes: dict[str, tuple[str, ...]] = {}
+    changes: dict[str, Any] = {}
     for field, wanted in (("recipes", recipes), ("gguf", gguf)):
         if wanted is None:
             continue
@@ -206,18 +226,29 @@ def run(args: argparse.Namespace) -> Path:
             perplexities = measure_perplexity(plan, checkpoint, subjects, build, args.perplexity_tokens, args.threads,
                                               workdir)
         load_before = os.getloadavg()
+        _log("measuring memory bandwidth")
+        wait_until_quiet(args.max_busy, args.quiet_wait)
+        bandwidth = measure_bandwidth(threads=args.threads)
         measure_speed(plan, subjects, build, args)
+        wait_until_quiet(args.max_busy, args.quiet_wait)
+        bandwidth = bandwidth.better(measure_bandwidth(threads=args.threads))
         load_after = os.getloadavg()
-        rows, records = rows_for(subjects, perplexities)
+        rows, records = rows_for(subjects, perplexities, bandwidth)
         reference = f"; fp32 perplexity {perplexities['reference']:.2f}" if perplexities else "; speed only"
         print_table(
             f"Gemma 3 {plan.name} ({plan.checkpoint}): {args.threads} threads, prefill {plan.prefill} / decode "
             f"{plan.decode}, medians of {args.runs}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} "
-            f"after{reference}", COLUMNS, rows)
+            f"after; read {bandwidth.read_bytes_per_s / 1e9:.1f} GB/s{reference}", COLUMNS, rows)
+        goal_bytes = goal_bytes_per_token(subjects, bandwidth)
+        if goal_bytes:
+            print(f"{GOAL_DECODE_X}x {PEER}'s decode needs a file reading at most {goal_bytes / MIB:.1f} MiB per token "
+                  f"at {bandwidth.read_bytes_per_s / 1e9:.1f} GB/s, whatever its kernels")
         results["models"][plan.name] = {
             "checkpoint": plan.checkpoint, "checkpoint_fingerprint": checkpoint.fingerprint, "prefill": plan.prefill,
             "decode": plan.decode, "ekv": plan.ekv, "prefill_signatures": list(plan.prefill_signatures),
-            "load_average_before": load_before, "load_average_after": load_after, "fidelity_reference": fidelity,
+            "load_average_before": load_before, "load_average_after": load_after, "bandwidth": bandwidth.to_dict(),
+            "goal_decode_x": GOAL_DECODE_X, "goal_max_weight_bytes_read_per_token": goal_bytes,
+            "fidelity_reference": fidelity,
             "perplexity_reference": perplexities["reference"] if perplexities else None,
             "perplexity_tokens": perplexities["tokens"] if perplexities else None, "rows": records,
             "not_built": not_built,

@@ -325,14 +325,7 @@ def run(args: argparse.Namespace) -> Path:
         bandwidth = measure_bandwidth(threads=args.threads)
         measure_speed(plan, subjects, build, args)
         wait_until_quiet(args.max_busy, args.quiet_wait)
-        after = measure_bandwidth(threads=args.threads)
-        bandwidth = Bandwidth(  # the better of before/after: other load on the machine only ever lowers it
-            max(bandwidth.copy_bytes_per_s, after.copy_bytes_per_s),
-            max(bandwidth.read_bytes_per_s, after.read_bytes_per_s),
-            bandwidth.threads,
-            bandwidth.buffer_bytes,
-            bandwidth.repeats,
-        )
+        bandwidth = bandwidth.better(measure_bandwidth(threads=args.threads))
         rows, records = table_rows(subjects, bandwidth)
         print_table(
             f"Gemma 3 {plan.name} ({plan.checkpoint}): {args.threads} threads, prefill {plan.prefill} / decode "

@@ -167,3 +167,31 @@ def test_litert_state_maps_back_to_every_hf_tensor() -> None:
         )
     mapped = litert_to_hf(state, shape)
     assert {n: tuple(a.shape) for n, a in mapped.items()} == expected_tensors(shape)
+
+
+@pytest.mark.slow
+def test_llama_quantize_makes_each_kind_with_its_options(template: Path, tensors: dict[str, np.ndarray],
+                                                         tmp_path: Path) -> None:
+    """The real llama-quantize (built once, ~10 minutes on 2 cores) on the tiny F32 GGUF: `Q4_0_pure` is every matrix
+    Q4_0, the tied embedding too (`--pure`), which plain Q4_K_M's mix never is; a bad source is one clear error."""
+    from gguf import GGMLQuantizationType as Q
+
+    from bench.llama_cpp_build import ensure_llama_cpp
+    from bench.vs_llama_cpp_inputs import InputError, llama_quantize
+
+    build = ensure_llama_cpp()
+    source = write_gguf(tensors, TINY, template, tmp_path / "tiny-F32.gguf", GgufType.F32, name="tiny")
+    pure = llama_quantize(build, source, tmp_path / "tiny-Q4_0_pure.gguf", "Q4_0_pure")
+    _, by_name = _read(pure)
+    matrices = {name: t.tensor_type for name, t in by_name.items() if len(t.shape) == 2}
+    assert matrices and set(matrices.values()) == {Q.Q4_0}, matrices
+    mixed = llama_quantize(build, source, tmp_path / "tiny-Q4_K_M.gguf", "Q4_K_M")
+    _, by_name = _read(mixed)
+    assert by_name["token_embd.weight"].tensor_type != Q.Q4_0
+    assert not list(tmp_path.glob(".*.partial*")), "outputs are renamed into place, no temporary file left"
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf")
+    with pytest.raises(InputError, match="llama-quantize Q4_0_pure failed on broken.gguf"):
+        llama_quantize(build, broken, tmp_path / "out.gguf", "Q4_0_pure")
+    assert not (tmp_path / "out.gguf").exists()

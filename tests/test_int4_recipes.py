@@ -272,6 +272,19 @@ def test_held_out_segments_tokenize_as_in_the_whole_text(tiny_checkpoint_dir: Pa
         assert piece.target.strip() in HELD_OUT.text()
 
 
+def test_held_out_segments_fit_half_the_cache(tiny_checkpoint_dir: Path) -> None:
+    import sentencepiece as spm
+
+    from sdk_build.verify.perplexity import SEGMENT_TOKENS, held_out_segments
+
+    tokenizer = spm.SentencePieceProcessor(model_file=str(tiny_checkpoint_dir / "tokenizer.model"))
+    small = held_out_segments(tokenizer, ekv=128, tokens=300)
+    assert sum(len(p.target_ids) for p in small) >= 300
+    assert all(len(p.target_ids) <= 64 + 1 for p in small)  # one more: the leading space re-encoded
+    large = held_out_segments(tokenizer, ekv=4096, tokens=300)
+    assert max(len(p.target_ids) for p in large) > 64 and all(len(p.target_ids) <= SEGMENT_TOKENS + 1 for p in large)
+
+
 def test_lean_calibration_keeps_every_statistic_gptq_reads(recipe_bundles: Path, tiny_checkpoint_dir: Path,
                                                            gemma_edge_cache: Path) -> None:
     """`calibrate` runs ai-edge-quantizer's calibrator leaner than it runs by default (builtin kernels, activations
@@ -309,3 +322,46 @@ def test_lean_calibration_keeps_every_statistic_gptq_reads(recipe_bundles: Path,
     outputs_only = {n for n, qsv in stock.items() if "hessian" in qsv} - fc_inputs
     assert outputs_only, "the stock calibrator no longer takes output Hessians: lean_calibration's patch may go"
     assert not [n for n in outputs_only if "hessian" in lean.get(n, {})]
+
+
+def test_quantizing_without_xnnpack_interpreters_writes_the_same_file(recipe_bundles: Path, tiny_checkpoint_dir: Path,
+                                                                      gemma_edge_cache: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`names_only_interpreters` (what keeps the 1B's calibrated builds under 24 GB: docs/building.md) changes what
+    the quantizer's interpreters cost, not what it writes: the same bytes as with ai-edge-quantizer's own XNNPACK,
+    allocated interpreter, and no interpreter of the build is both XNNPACK and allocated any more."""
+    import contextlib
+    import hashlib
+
+    from ai_edge_quantizer.utils import tfl_interpreter_utils
+
+    from sdk_build.convert import quantize
+
+    entry = next(e for e in load_manifest(recipe_bundles).bundles
+                 if e.quantization == "dynamic_int4_block32_gptq_down8")
+    prefill = "-".join(str(n) for n in TINY_PREFILL)
+    [float_model] = (gemma_edge_cache / "exports").glob(
+        f"{entry.checkpoint['fingerprint']}_ekv{TINY_EKV}_p{prefill}_{ExportOptions().key()}_*.tflite")
+    tokenizer = tiny_checkpoint_dir / "tokenizer.model"
+    spec = dataclasses.replace(CalibrationSpec(), chunks=2)
+    recipe = Recipe.DYNAMIC_INT4_BLOCK32_GPTQ_DOWN8
+
+    made: list[dict[str, Any]] = []
+    original = tfl_interpreter_utils.create_tfl_interpreter
+
+    def recording(tflite_model, *args, **kwargs):
+        made.append(kwargs)
+        return original(tflite_model, *args, **kwargs)
+
+    monkeypatch.setattr(tfl_interpreter_utils, "create_tfl_interpreter", recording)
+    lean = quantize.quantize_tflite(float_model, recipe, tmp_path / "lean.tflite", tokenizer=tokenizer,
+                                    calibration=spec)
+    lean_calls = list(made)
+    monkeypatch.setattr(quantize, "names_only_interpreters", contextlib.nullcontext)
+    made.clear()
+    stock = quantize.quantize_tflite(float_model, recipe, tmp_path / "stock.tflite", tokenizer=tokenizer,
+                                     calibration=spec)
+    assert hashlib.sha256(lean.read_bytes()).digest() == hashlib.sha256(stock.read_bytes()).digest()
+    assert any(k.get("allocate_tensors", True) and k.get("use_xnnpack", True) for k in made), \
+        "the quantizer no longer makes an allocated XNNPACK interpreter: names_only_interpreters may go"
+    assert not [k for k in lean_calls if k.get("allocate_tensors", True) and k.get("use_xnnpack", True)]

@@ -56,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from sdk_build.convert.calibration import CalibrationSpec, calibrate
@@ -179,6 +180,29 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
     }[recipe]
 
 
+@contextlib.contextmanager
+def names_only_interpreters() -> Iterator[None]:
+    """While it lasts, every interpreter ai-edge-quantizer 0.10.0 makes is built on TFLite's builtin kernels with no
+    tensors allocated. Quantizing runs nothing: given calibration statistics, `Quantizer.quantize` makes an
+    interpreter only to list each signature's tensor names (`_ensure_model_qsv_sufficient`), but makes it with
+    XNNPACK and allocates it, and XNNPACK then packs its own copy of the float weights for every signature of a
+    multi-signature file: on the 1B's four prefill signatures and decode, about 14 GB more than the build needs at
+    any other moment (docs/building.md, "The default int4"). Names and constants read the same either way, so the
+    file written is the same byte for byte."""
+    from ai_edge_quantizer.utils import tfl_interpreter_utils
+
+    original = tfl_interpreter_utils.create_tfl_interpreter
+
+    def names_only(tflite_model, *args, **kwargs):
+        return original(tflite_model, *args, **{**kwargs, "allocate_tensors": False, "use_xnnpack": False})
+
+    tfl_interpreter_utils.create_tfl_interpreter = names_only
+    try:
+        yield
+    finally:
+        tfl_interpreter_utils.create_tfl_interpreter = original
+
+
 def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path, *, tokenizer: Path | None = None,
                     calibration: CalibrationSpec | None = None) -> Path:
     """Write the `recipe`-quantized copy of `float_model` to `destination` (atomically).
@@ -204,7 +228,7 @@ def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path, *, tok
         else:
             engine = quantizer.Quantizer(str(float_model))
             engine.load_quantization_recipe(plan)
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints a size summary per call
+            with contextlib.redirect_stdout(io.StringIO()), names_only_interpreters():  # it prints a size summary
                 result = engine.quantize(statistics)
             tmp.unlink()
             result.export_model(str(tmp), overwrite=True)

@@ -89,6 +89,12 @@ def segments(tokenizer, text_set: TextSet = HELD_OUT, tokens: int = DEFAULT_TOKE
     return out
 
 
+def held_out_segments(tokenizer, ekv: int, tokens: int = DEFAULT_TOKENS) -> list[Segment]:
+    """The held-out segments a bundle of cache size `ekv` is scored on: each at most half the cache, so its context
+    and target fit with room to spare. `sdk-build verify` and bench.int4_recipes both score exactly these."""
+    return segments(tokenizer, tokens=tokens, segment_tokens=min(SEGMENT_TOKENS, ekv // 2))
+
+
 def reference_log_likelihoods(model, pieces: Sequence[Segment]) -> list[list[float]]:
     """fp32 log-probabilities of each segment's target tokens (one forward pass per segment)."""
     import torch

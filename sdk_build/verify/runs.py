@@ -68,9 +68,7 @@ def fp32_reference(checkpoint, tokenizer, ekv: int, prompts: Sequence[str], new_
     cache_len = min(ekv, max(len(tokenizer.encode(p)) for p in prompts) + new_tokens + 2)
     model = load_torch_model(checkpoint, mask_cache_size=cache_len)
     plan = reference_plan(model, tokenizer, prompts, new_tokens, cache_len)
-    held_out = (perplexity.segments(tokenizer, tokens=perplexity_tokens,
-                                    segment_tokens=min(perplexity.SEGMENT_TOKENS, ekv // 2))
-                if perplexity_tokens else [])
+    held_out = perplexity.held_out_segments(tokenizer, ekv, perplexity_tokens) if perplexity_tokens else []
     scores = perplexity.reference_log_likelihoods(model, held_out) if held_out else []
     return FP32Reference(plan, held_out, scores)
 
