@@ -146,16 +146,21 @@ def measure_perplexity(plan: ModelPlan, checkpoint, subjects: list[Subject], bui
             "tokens": sum(len(s.target_ids) for s in pieces)}
 
 
+def peer_subject(subjects: list[Subject]) -> Subject | None:
+    """llama.cpp's Q4_0 of the run, every ratio's denominator (exactly it: not Q4_0_pure)."""
+    return next((s for s in subjects if not s.ours and s.label == PEER), None)
+
+
 def goal_bytes_per_token(subjects: list[Subject], bandwidth: Bandwidth) -> float | None:
     """The most weight bytes per token a file can read and still decode at GOAL_DECODE_X times Q4_0, at this
     machine's read bandwidth: an upper bound for any kernel, since no decode outruns its own reads."""
-    peer = next((s for s in subjects if not s.ours and s.label == PEER and s.decode), None)
-    return bandwidth.read_bytes_per_s / (GOAL_DECODE_X * median(peer.decode)) if peer else None
+    peer = peer_subject(subjects)
+    return bandwidth.read_bytes_per_s / (GOAL_DECODE_X * median(peer.decode)) if peer and peer.decode else None
 
 
 def rows_for(subjects: list[Subject], perplexities: dict[str, Any] | None,
              bandwidth: Bandwidth) -> tuple[list[list[Any]], list[dict]]:
-    peer = next((s for s in subjects if not s.ours and s.label.startswith(PEER)), None)
+    peer = peer_subject(subjects)
     peer_decode = median(peer.decode) if peer and peer.decode else None
     peer_prefill = median(peer.prefill) if peer and peer.prefill else None
     peer_top1 = peer.agreement.top1 if peer and peer.agreement else None

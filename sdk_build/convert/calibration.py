@@ -152,6 +152,24 @@ def constant_tensor_names(model: Any) -> dict[int, frozenset[str]]:
             for index, subgraph in enumerate(model.subgraphs)}
 
 
+@contextlib.contextmanager
+def interpreter_options(**forced: Any) -> Iterator[None]:
+    """While it lasts, every interpreter ai-edge-quantizer 0.10.0 makes (`tfl_interpreter_utils.create_tfl_interpreter`,
+    which it looks up at each call) gets `forced` options over its own."""
+    from ai_edge_quantizer.utils import tfl_interpreter_utils
+
+    original = tfl_interpreter_utils.create_tfl_interpreter
+
+    def with_options(tflite_model, *args, **kwargs):
+        return original(tflite_model, *args, **{**kwargs, **forced})
+
+    tfl_interpreter_utils.create_tfl_interpreter = with_options
+    try:
+        yield
+    finally:
+        tfl_interpreter_utils.create_tfl_interpreter = original
+
+
 CALIBRATION_KERNELS = "tflite-builtin"
 """The kernels the calibrator's interpreter runs (see the module doc): part of the calibration's identity, since
 statistics from other kernels differ in their last bits."""
@@ -167,7 +185,6 @@ def lean_calibration(constants: dict[int, frozenset[str]]) -> Iterator[None]:
     from ai_edge_quantizer.utils import tfl_interpreter_utils
 
     original_contents = tfl_interpreter_utils.get_tensor_name_to_content_map
-    original_interpreter = tfl_interpreter_utils.create_tfl_interpreter
     original_function = algorithm_manager.get_quantization_func
 
     def activation_contents(interpreter, subgraph_index: int = 0, dequantize: bool = False) -> dict[str, Any]:
@@ -175,9 +192,6 @@ def lean_calibration(constants: dict[int, frozenset[str]]) -> Iterator[None]:
         return {detail["name"]: tfl_interpreter_utils.get_tensor_data(interpreter, detail, subgraph_index, dequantize)
                 for detail in interpreter.get_tensor_details(subgraph_index)
                 if detail["name"] and detail["name"] not in skip and np.all(detail["shape"])}
-
-    def builtin_interpreter(tflite_model, *args, **kwargs):
-        return original_interpreter(tflite_model, *args, **{**kwargs, "use_xnnpack": False})
 
     def inputs_only(calibrate_op):
         def calibrate(op, graph_info, content_map, inputs_to_ignore=None, outputs_to_ignore=None, **kwargs):
@@ -190,13 +204,12 @@ def lean_calibration(constants: dict[int, frozenset[str]]) -> Iterator[None]:
         return inputs_only(function) if gptq_statistics else function
 
     tfl_interpreter_utils.get_tensor_name_to_content_map = activation_contents
-    tfl_interpreter_utils.create_tfl_interpreter = builtin_interpreter
     algorithm_manager.get_quantization_func = quantization_function
     try:
-        yield
+        with interpreter_options(use_xnnpack=False):
+            yield
     finally:
         tfl_interpreter_utils.get_tensor_name_to_content_map = original_contents
-        tfl_interpreter_utils.create_tfl_interpreter = original_interpreter
         algorithm_manager.get_quantization_func = original_function
 
 

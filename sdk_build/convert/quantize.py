@@ -56,10 +56,9 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-from sdk_build.convert.calibration import CalibrationSpec, calibrate
+from sdk_build.convert.calibration import CalibrationSpec, calibrate, interpreter_options
 from sdk_build.errors import BuildError
 from sdk_build.gpu.layout import EmbeddingStorage
 from sdk_build.spec import Recipe
@@ -180,8 +179,7 @@ def embedding_storage(recipe: Recipe) -> EmbeddingStorage:
     }[recipe]
 
 
-@contextlib.contextmanager
-def names_only_interpreters() -> Iterator[None]:
+def names_only_interpreters() -> contextlib.AbstractContextManager[None]:
     """While it lasts, every interpreter ai-edge-quantizer 0.10.0 makes is built on TFLite's builtin kernels with no
     tensors allocated. Quantizing runs nothing: given calibration statistics, `Quantizer.quantize` makes an
     interpreter only to list each signature's tensor names (`_ensure_model_qsv_sufficient`), but makes it with
@@ -189,18 +187,7 @@ def names_only_interpreters() -> Iterator[None]:
     multi-signature file: on the 1B's four prefill signatures and decode, about 14 GB more than the build needs at
     any other moment (docs/building.md, "The default int4"). Names and constants read the same either way, so the
     file written is the same byte for byte."""
-    from ai_edge_quantizer.utils import tfl_interpreter_utils
-
-    original = tfl_interpreter_utils.create_tfl_interpreter
-
-    def names_only(tflite_model, *args, **kwargs):
-        return original(tflite_model, *args, **{**kwargs, "allocate_tensors": False, "use_xnnpack": False})
-
-    tfl_interpreter_utils.create_tfl_interpreter = names_only
-    try:
-        yield
-    finally:
-        tfl_interpreter_utils.create_tfl_interpreter = original
+    return interpreter_options(allocate_tensors=False, use_xnnpack=False)
 
 
 def quantize_tflite(float_model: Path, recipe: Recipe, destination: Path, *, tokenizer: Path | None = None,
